@@ -7,7 +7,10 @@
 //	return fmt.Errorf("container %q: %w", name, errdefs.ErrNotFound)
 package errdefs
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 var (
 	// ErrNotFound: no such container, image, volume or network.
@@ -28,3 +31,18 @@ var (
 
 // Is reports whether err is of the given kind. It is errors.Is, named for reading.
 func Is(err, kind error) bool { return errors.Is(err, kind) }
+
+// kindError carries a kind without adding the kind's words to the message, so
+// that the CLI can print Docker's exact sentence.
+type kindError struct {
+	msg  string
+	kind error
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }
+
+// Errorf formats a message (with %w allowed for a cause) and marks it as kind.
+func Errorf(kind error, format string, args ...any) error {
+	return &kindError{msg: fmt.Errorf(format, args...).Error(), kind: kind}
+}

@@ -243,7 +243,19 @@ func setRlimits(rl []specs.POSIXRlimit) error {
 		if !ok {
 			return fmt.Errorf("unknown rlimit %q", r.Type)
 		}
-		if err := unix.Setrlimit(n, &unix.Rlimit{Cur: r.Soft, Max: r.Hard}); err != nil {
+		lim := unix.Rlimit{Cur: r.Soft, Max: r.Hard}
+		err := unix.Setrlimit(n, &lim)
+		if err == unix.EPERM {
+			// Without CAP_SYS_RESOURCE a hard limit cannot rise: keep the
+			// values within the one we have.
+			var cur unix.Rlimit
+			if unix.Getrlimit(n, &cur) == nil {
+				lim.Max = min(lim.Max, cur.Max)
+				lim.Cur = min(lim.Cur, lim.Max)
+				err = unix.Setrlimit(n, &lim)
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("setrlimit %s: %w", r.Type, err)
 		}
 	}

@@ -32,9 +32,9 @@ type InitConfig struct {
 
 // ExecConfig is the message for a process joining a running container.
 type ExecConfig struct {
-	Process *specs.Process `json:"process"`
-	User    string        `json:"user,omitempty"`
-	NoNewPrivileges bool  `json:"noNewPrivileges,omitempty"`
+	Process         *specs.Process `json:"process"`
+	User            string         `json:"user,omitempty"`
+	NoNewPrivileges bool           `json:"noNewPrivileges,omitempty"`
 }
 
 // reply is what the init sends back before it execs.

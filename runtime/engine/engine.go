@@ -1,0 +1,268 @@
+// Package engine is the facade that the CLI and the lessons call. It joins the
+// image store and the container store: a container is created from an image's
+// configuration and layers, and an image cannot go while a container uses it.
+//
+// There is no daemon behind it: an Engine is a handle on the state root, cheap
+// to open in every command.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"hako.dev/hako/runtime/container"
+	"hako.dev/hako/runtime/errdefs"
+	"hako.dev/hako/runtime/image"
+	"hako.dev/hako/runtime/rootfs"
+	"hako.dev/hako/runtime/state"
+)
+
+// Engine is a handle on one state root.
+type Engine struct {
+	Root       *state.Root
+	Images     *image.Store
+	Containers *container.Store
+}
+
+// RootFromEnv is the state root a command uses: --root, else HAKO_ROOT, else
+// /var/lib/hako.
+func RootFromEnv(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if r := os.Getenv("HAKO_ROOT"); r != "" {
+		return r
+	}
+	return state.DefaultRoot
+}
+
+// Open opens (creating if needed) the state root at dir.
+func Open(dir string) (*Engine, error) {
+	root, err := state.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	images, err := image.Open(root.Path("image"))
+	if err != nil {
+		return nil, err
+	}
+	cs := container.NewStore(root)
+	cs.CleanLeftovers()
+	return &Engine{Root: root, Images: images, Containers: cs}, nil
+}
+
+// CreateOptions are what `create` and `run` take.
+type CreateOptions struct {
+	Name       string
+	Config     container.Config // Image is the reference as typed; zero fields take the image's
+	HostConfig container.HostConfig
+	// EntrypointSet: --entrypoint was given (even empty): the image's CMD is dropped too.
+	EntrypointSet bool
+}
+
+// ErrImageNotFound is wrapped by Create when the image is not in the store.
+var ErrImageNotFound = errors.New("image not found")
+
+// Create makes a container from an image, ready to start.
+func (e *Engine) Create(ctx context.Context, opt CreateOptions) (*container.Container, error) {
+	cfg := opt.Config
+	img, err := e.Images.Get(cfg.Image)
+	if err != nil {
+		if errdefs.Is(err, errdefs.ErrNotFound) {
+			ref := cfg.Image
+			if n, nerr := image.NormalizeRef(ref); nerr == nil && !strings.HasPrefix(ref, "sha256:") {
+				ref = image.FamiliarRef(n)
+			}
+			return nil, errdefs.Errorf(errdefs.ErrNotFound, "Unable to find image '%s' locally", ref)
+		}
+		return nil, err
+	}
+	ic := img.Config.Config
+	if len(cfg.Env) == 0 {
+		cfg.Env = append([]string{}, ic.Env...)
+	} else {
+		env := append([]string{}, ic.Env...)
+		for _, kv := range cfg.Env {
+			k, _, _ := strings.Cut(kv, "=")
+			replaced := false
+			for i, x := range env {
+				if strings.HasPrefix(x, k+"=") {
+					env[i], replaced = kv, true
+				}
+			}
+			if !replaced {
+				env = append(env, kv)
+			}
+		}
+		cfg.Env = env
+	}
+	if !opt.EntrypointSet {
+		cfg.Entrypoint = ic.Entrypoint
+		if len(cfg.Cmd) == 0 {
+			cfg.Cmd = ic.Cmd
+		}
+	}
+	if len(cfg.Entrypoint) == 0 && len(cfg.Cmd) == 0 {
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "no command specified")
+	}
+	if cfg.WorkingDir == "" {
+		cfg.WorkingDir = ic.WorkingDir
+	} else if !filepath.IsAbs(cfg.WorkingDir) {
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "the working directory '%s' is invalid, it needs to be an absolute path", cfg.WorkingDir)
+	}
+	if cfg.User == "" {
+		cfg.User = ic.User
+	}
+	if cfg.StopSignal == "" {
+		cfg.StopSignal = ic.StopSignal
+	}
+	if cfg.StopSignal != "" {
+		if _, err := container.ParseSignal(cfg.StopSignal); err != nil {
+			return nil, err
+		}
+	}
+	if len(ic.ExposedPorts) > 0 {
+		if cfg.ExposedPorts == nil {
+			cfg.ExposedPorts = map[string]struct{}{}
+		}
+		for p := range ic.ExposedPorts {
+			cfg.ExposedPorts[p] = struct{}{}
+		}
+	}
+	labels := map[string]string{}
+	for k, v := range ic.Labels {
+		labels[k] = v
+	}
+	for k, v := range cfg.Labels {
+		labels[k] = v
+	}
+	cfg.Labels = labels
+	if cfg.Volumes == nil && len(ic.Volumes) > 0 {
+		cfg.Volumes = ic.Volumes
+	}
+	hc := opt.HostConfig
+	if hc.NetworkMode == "" {
+		hc.NetworkMode = "none"
+	}
+	if hc.LogConfig.Type == "" {
+		hc.LogConfig.Type = "json-file"
+		hc.LogConfig.Config = map[string]string{}
+	}
+	if hc.RestartPolicy.Name == "" {
+		hc.RestartPolicy.Name = "no"
+	}
+	if hc.AutoRemove && hc.RestartPolicy.Name != "no" {
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "conflicting options: cannot specify both --restart and --rm")
+	}
+	layers, err := e.Images.LayerDirs(img)
+	if err != nil {
+		return nil, err
+	}
+
+	id := container.NewID()
+	if cfg.Hostname == "" {
+		cfg.Hostname = id[:12]
+	}
+	c := &container.Container{
+		ID: id, Created: time.Now().UTC(), Image: img.ID, ImageRef: opt.Config.Image,
+		Config: cfg, HostConfig: hc,
+		State: container.State{Status: "created"},
+	}
+	dir := e.Containers.Dir(id)
+	c.Rootfs, err = rootfs.Overlay(layers, filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := e.Containers.Lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	name := strings.TrimPrefix(opt.Name, "/")
+	if name != "" {
+		if err := container.ValidateName(name); err != nil {
+			return nil, err
+		}
+		if other, err := e.Containers.NameTaken(name); err != nil {
+			return nil, err
+		} else if other != nil {
+			return nil, errdefs.Errorf(errdefs.ErrConflict, "Conflict. The container name \"/%s\" is already in use by container \"%s\". You have to remove (or rename) that container to be able to reuse that name.", name, other.ID)
+		}
+	} else {
+		for i := 0; ; i++ {
+			name = container.RandomName(i)
+			other, err := e.Containers.NameTaken(name)
+			if err != nil {
+				return nil, err
+			}
+			if other == nil {
+				break
+			}
+		}
+	}
+	c.Name = name
+	if err := e.Containers.Create(c); err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	return c, nil
+}
+
+// RemoveImage is `rmi`: it refuses an image that a container uses, unless
+// forced (then only the tag goes, as Docker does).
+func (e *Engine) RemoveImage(ref string, force bool) (untagged, deleted []string, err error) {
+	img, err := e.Images.Get(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	cs, err := e.Containers.List()
+	if err != nil {
+		return nil, nil, err
+	}
+	byID := strings.HasPrefix(img.ID, "sha256:"+strings.TrimPrefix(ref, "sha256:")) && !strings.Contains(ref, ":") || strings.HasPrefix(ref, "sha256:")
+	for _, c := range cs {
+		if c.Image != img.ID {
+			continue
+		}
+		lastTag := len(img.RepoTags) <= 1 || byID
+		if !lastTag {
+			break
+		}
+		if force {
+			if c.State.Running {
+				return nil, nil, errdefs.Errorf(errdefs.ErrConflict, "conflict: unable to delete %s (cannot be forced) - image is being used by running container %s", short(img.ID), c.ShortID())
+			}
+			if byID {
+				return nil, nil, errdefs.Errorf(errdefs.ErrConflict, "conflict: unable to delete %s (cannot be forced) - image is being used by stopped container %s", short(img.ID), c.ShortID())
+			}
+			// forced removal by name: untag only, keep the image for the container
+			if err := e.Images.Untag(ref); err != nil {
+				return nil, nil, err
+			}
+			n, _ := image.NormalizeRef(ref)
+			return []string{image.FamiliarRef(n)}, nil, nil
+		}
+		what := "stopped"
+		if c.State.Running {
+			what = "running"
+		}
+		if byID {
+			return nil, nil, errdefs.Errorf(errdefs.ErrConflict, "conflict: unable to delete %s (must be forced) - image is being used by %s container %s", short(img.ID), what, c.ShortID())
+		}
+		n, _ := image.NormalizeRef(ref)
+		return nil, nil, errdefs.Errorf(errdefs.ErrConflict, "conflict: unable to remove repository reference \"%s\" (must force) - container %s is using its referenced image %s", image.FamiliarRef(n), c.ShortID(), short(img.ID))
+	}
+	return e.Images.Remove(ref, force)
+}
+
+func short(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
