@@ -1,0 +1,49 @@
+# hako: a Docker classroom in one Go binary.
+# Run as root on Linux. `make run` builds and starts hako; `make test` installs
+# what the tests need (Debian packages via apt-get) and runs them.
+
+GO      ?= go
+BIN     ?= bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+export CGO_ENABLED := 1
+
+# Debian packages: busybox-static builds the offline test image; crun and runc
+# are the anchors `make bench` compares against.
+TEST_PKGS  := busybox-static
+BENCH_PKGS := crun runc
+
+.PHONY: all build run test bench images deps bench-deps clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hako ./cmd/hako
+	ln -sf hako $(BIN)/docker
+
+# Install Debian packages that are missing (every CI machine starts fresh).
+deps:
+	@bash cmd/hako/testdata/apt-ensure.sh $(TEST_PKGS)
+
+bench-deps:
+	@bash cmd/hako/testdata/apt-ensure.sh $(TEST_PKGS) $(BENCH_PKGS)
+
+# busybox:latest as a docker-archive, built from Debian's busybox-static, so
+# that the demo and the tests never download an image.
+images: deps
+	$(GO) run ./cmd/hako-mkfixture -o $(BIN)/busybox.tar -t busybox:latest
+
+run: build images
+	$(BIN)/hako --help
+	$(BIN)/hako load -i $(BIN)/busybox.tar
+	$(BIN)/hako run --rm busybox echo hello
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+bench: build bench-deps
+	$(GO) run ./cmd/hako-bench -hako $(BIN)/hako
+
+clean:
+	rm -rf $(BIN)
