@@ -23,10 +23,10 @@ build:
 
 # Install Debian packages that are missing (every CI machine starts fresh).
 deps:
-	@bash cmd/hako/testdata/apt-ensure.sh $(TEST_PKGS)
+	@bash testdata/apt-ensure.sh $(TEST_PKGS)
 
 bench-deps:
-	@bash cmd/hako/testdata/apt-ensure.sh $(TEST_PKGS) $(BENCH_PKGS)
+	@bash testdata/apt-ensure.sh $(TEST_PKGS) $(BENCH_PKGS)
 
 # busybox:latest as a docker-archive, built from Debian's busybox-static, so
 # that the demo and the tests never download an image.
