@@ -39,7 +39,11 @@ func (c *cli) ociCmd() *cobra.Command {
 		Use:   "oci",
 		Short: "Run OCI bundles like runc (create, start, state, kill, delete, run)",
 	}
-	cmd.PersistentFlags().StringVar(&stateRoot, "state", "/run/hako-oci", "Directory for the state of OCI containers")
+	defState := os.Getenv("HAKO_OCI_STATE")
+	if defState == "" {
+		defState = "/run/hako-oci"
+	}
+	cmd.PersistentFlags().StringVar(&stateRoot, "state", defState, "Directory for the state of OCI containers (default $HAKO_OCI_STATE or /run/hako-oci)")
 	dirOf := func(id string) (string, error) {
 		if id == "" || filepath.Base(id) != id || id == "." || id == ".." {
 			return "", fmt.Errorf("invalid container id %q", id)

@@ -120,7 +120,12 @@ var ErrDetached = errors.New("read escape sequence")
 // Attach connects to a container's monitor and copies the streams until the
 // container exits (returning its exit code) or the detach keys are typed.
 func (s *Store) Attach(ctx context.Context, id string, opt AttachOptions) (int, error) {
-	conn, err := net.Dial("unix", s.SocketPath(id))
+	addr, done, err := socketAddr(s.SocketPath(id))
+	if err != nil {
+		return -1, err
+	}
+	conn, err := net.Dial("unix", addr)
+	done()
 	if err != nil {
 		return -1, fmt.Errorf("attach %s: %w (is it running?)", id[:12], errdefs.ErrNotRunning)
 	}

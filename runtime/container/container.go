@@ -157,6 +157,20 @@ func (s *Store) LogPath(id string) string { return filepath.Join(s.dir, id, id+"
 // SocketPath is the monitor's attach socket.
 func (s *Store) SocketPath(id string) string { return filepath.Join(s.dir, id, "attach.sock") }
 
+// socketAddr returns an address for a unix socket at path that fits the
+// kernel's 108-byte limit: a long path is reached through an O_PATH
+// descriptor of its directory (/proc/self/fd/N/name). done releases it.
+func socketAddr(path string) (addr string, done func(), err error) {
+	if len(path) < 100 {
+		return path, func() {}, nil
+	}
+	fd, err := unix.Open(filepath.Dir(path), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", nil, err
+	}
+	return "/proc/self/fd/" + strconv.Itoa(fd) + "/" + filepath.Base(path), func() { unix.Close(fd) }, nil
+}
+
 var validName = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
 
 // ValidateName checks a container name as Docker does.

@@ -105,7 +105,12 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 	}
 	sock := m.store.SocketPath(m.id)
 	os.Remove(sock)
-	m.ln, err = net.Listen("unix", sock)
+	addr, done, err := socketAddr(sock)
+	if err != nil {
+		return fmt.Errorf("monitor: %w", err)
+	}
+	m.ln, err = net.Listen("unix", addr)
+	done()
 	if err != nil {
 		return fmt.Errorf("monitor: %w", err)
 	}

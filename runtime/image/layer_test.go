@@ -251,14 +251,72 @@ func TestWhiteoutsInOverlay(t *testing.T) {
 	}
 }
 
+// scriptLayer builds a tar from lines "kind name [target]" (kind: f file,
+// d dir, l symlink, h hard link, p fifo, c char device), so that the fuzzer
+// mutates names and link targets instead of tar checksums.
+func scriptLayer(t testing.TB, script string) []byte {
+	var files []imagetest.File
+	for _, line := range strings.Split(script, "\n") {
+		w := strings.Fields(line)
+		if len(w) < 2 {
+			continue
+		}
+		f := imagetest.File{Name: w[1], Mode: 0o755}
+		if len(w) > 2 {
+			f.Linkname = w[2]
+		}
+		switch w[0] {
+		case "f":
+			f.Body = []byte(f.Linkname)
+			f.Linkname = ""
+		case "d":
+			f.Type = tar.TypeDir
+		case "l":
+			f.Type = tar.TypeSymlink
+		case "h":
+			f.Type = tar.TypeLink
+		case "p":
+			f.Type = tar.TypeFifo
+		case "c":
+			f.Type = tar.TypeChar
+		default:
+			continue
+		}
+		if f.Type == tar.TypeDir && !strings.HasSuffix(f.Name, "/") {
+			f.Name += "/"
+		}
+		files = append(files, f)
+	}
+	b, err := imagetest.Layer(files)
+	if err != nil {
+		return nil // a name tar cannot encode
+	}
+	return b
+}
+
+// FuzzApplyLayer checks that no layer, however malformed, writes outside its
+// directory. The input is applied as a raw tar, and as a script for scriptLayer.
 func FuzzApplyLayer(f *testing.F) {
 	for _, files := range hostile {
 		f.Add(mkLayer(f, files...))
 	}
-	f.Add(mkLayer(f, dirEnt("a/"), reg("a/b", "x"), hardlink("c", "a/b"), reg(".wh.a", "")))
+	for _, s := range []string{
+		"l a /\nf a/etc/x data",
+		"l a ../outside\nh b a/sentinel",
+		"d d\nf d/.wh..wh..opq\nf .wh.d\nf d/x y",
+		"f a x\nh b a\nf /c/../../d x\np e\nc f",
+		"l a .\nl b a/a/a/..\nf b/x x",
+	} {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		base, dst := sandbox(t)
 		applyLayer(dst, bytes.NewReader(data), 1<<20)
 		checkConfined(t, base)
+		if layer := scriptLayer(t, string(data)); layer != nil {
+			base, dst := sandbox(t)
+			applyLayer(dst, bytes.NewReader(layer), 1<<20)
+			checkConfined(t, base)
+		}
 	})
 }

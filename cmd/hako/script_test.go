@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/sys/unix"
+
+	"hako.dev/hako/runtime/cgroup"
+	"hako.dev/hako/runtime/container"
+	"hako.dev/hako/runtime/engine"
+	"hako.dev/hako/runtime/image/imagetest"
+	"hako.dev/hako/runtime/oci"
+)
+
+func TestMain(m *testing.M) {
+	// The test binary stands in for hako: it is re-executed as a container's
+	// init, exec and monitor too.
+	oci.Main()
+	if os.Getenv(container.EnvMonitor) == "1" {
+		os.Exit(container.MonitorMain(os.Args[1:]))
+	}
+	testscript.Main(m, map[string]func(){
+		"hako":   func() { os.Exit(execute("hako", os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+		"docker": func() { os.Exit(execute("docker", os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+	})
+}
+
+var (
+	fixtureOnce sync.Once
+	fixtureDir  string
+	fixtureErr  error
+)
+
+// busyboxTar builds the busybox:latest docker-archive once per test run.
+func busyboxTar(t *testing.T) string {
+	fixtureOnce.Do(func() {
+		fixtureDir, fixtureErr = os.MkdirTemp("", "hako-fixture-")
+		if fixtureErr != nil {
+			return
+		}
+		f, err := os.Create(filepath.Join(fixtureDir, "busybox.tar"))
+		if err != nil {
+			fixtureErr = err
+			return
+		}
+		defer f.Close()
+		fixtureErr = imagetest.WriteBusybox(f, "busybox:latest")
+	})
+	if fixtureErr != nil {
+		t.Fatalf("busybox fixture: %v", fixtureErr)
+	}
+	return filepath.Join(fixtureDir, "busybox.tar")
+}
+
+func TestScripts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the runtime needs root")
+	}
+	tar := busyboxTar(t)
+	t.Cleanup(func() { os.RemoveAll(fixtureDir) })
+	testscript.Run(t, testscript.Params{
+		Dir:                 "../../testdata/script",
+		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			root := filepath.Join(env.WorkDir, "state")
+			env.Setenv("HAKO_ROOT", root)
+			env.Setenv("BUSYBOX_TAR", tar)
+			env.Setenv("HAKO_OCI_STATE", filepath.Join(env.WorkDir, "oci-state"))
+			env.Defer(func() { cleanupRoot(root) })
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"waitstatus":  cmdWaitStatus,
+			"killmonitor": cmdKillMonitor,
+			"cgroupfile":  cmdCgroupFile,
+			"mkbundle":    cmdMkBundle,
+			"sleep":       cmdSleep,
+			"exits":       cmdExits,
+		},
+	})
+}
+
+// cleanupRoot removes every container a script left, killing what runs, so
+// that no process, cgroup or mount outlives the test, even when it failed.
+func cleanupRoot(root string) {
+	eng, err := engine.Open(root)
+	if err != nil {
+		return
+	}
+	list, _ := eng.Containers.List()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, c := range list {
+		eng.Containers.Remove(ctx, c.ID, true)
+	}
+	// Containers whose monitor died keep nothing running, but a cgroup may stay.
+	ids, _ := eng.Containers.IDs()
+	for _, id := range ids {
+		if cg, err := cgroup.Load("hako", id); err == nil {
+			cg.Kill(unix.SIGKILL)
+			cg.Delete()
+		}
+	}
+}
+
+func withEngine(ts *testscript.TestScript) *engine.Engine {
+	eng, err := engine.Open(ts.Getenv("HAKO_ROOT"))
+	ts.Check(err)
+	return eng
+}
+
+// waitstatus CONTAINER STATUS [SECONDS]: wait until inspect's .State.Status is STATUS.
+func cmdWaitStatus(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: waitstatus CONTAINER STATUS [SECONDS]")
+	}
+	limit := 10 * time.Second
+	if len(args) > 2 {
+		n, err := strconv.Atoi(args[2])
+		ts.Check(err)
+		limit = time.Duration(n) * time.Second
+	}
+	eng := withEngine(ts)
+	deadline := time.Now().Add(limit)
+	last := ""
+	for time.Now().Before(deadline) {
+		if c, err := eng.Containers.Find(args[0]); err == nil {
+			last = c.State.Status
+			if last == args[1] {
+				if neg {
+					ts.Fatalf("container %s is %s", args[0], last)
+				}
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !neg {
+		ts.Fatalf("container %s is %q, not %q, after %s", args[0], last, args[1], limit)
+	}
+}
+
+// killmonitor CONTAINER: SIGKILL the container's monitor (a crash).
+func cmdKillMonitor(ts *testscript.TestScript, neg bool, args []string) {
+	eng := withEngine(ts)
+	c, err := eng.Containers.Find(args[0])
+	ts.Check(err)
+	if c.Monitor == nil {
+		ts.Fatalf("%s has no monitor", args[0])
+	}
+	ts.Check(unix.Kill(c.Monitor.Pid, unix.SIGKILL))
+	for i := 0; i < 500; i++ {
+		if !c.Monitor.Alive() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ts.Fatalf("monitor %d did not die", c.Monitor.Pid)
+}
+
+// cgroupfile CONTAINER FILE: print a file of the container's cgroup (the
+// hierarchy that has it).
+func cmdCgroupFile(ts *testscript.TestScript, neg bool, args []string) {
+	eng := withEngine(ts)
+	c, err := eng.Containers.Find(args[0])
+	ts.Check(err)
+	cg, err := cgroup.Load("hako", c.ID)
+	ts.Check(err)
+	for _, p := range cg.ProcsFiles() {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(p), args[1]))
+		if err == nil {
+			fmt.Fprint(ts.Stdout(), string(b))
+			return
+		}
+	}
+	ts.Fatalf("no cgroup file %s for %s", args[1], args[0])
+}
+
+// mkbundle DIR ARGS...: an OCI bundle whose rootfs is the host's static
+// busybox, running ARGS.
+func cmdMkBundle(ts *testscript.TestScript, neg bool, args []string) {
+	dir := ts.MkAbs(args[0])
+	root := filepath.Join(dir, "rootfs")
+	for _, d := range []string{"bin", "proc", "sys", "dev", "etc", "tmp"} {
+		ts.Check(os.MkdirAll(filepath.Join(root, d), 0o755))
+	}
+	bb := "/bin/busybox"
+	if _, err := os.Stat(bb); err != nil {
+		bb = "/usr/bin/busybox"
+	}
+	data, err := os.ReadFile(bb)
+	ts.Check(err)
+	ts.Check(os.WriteFile(filepath.Join(root, "bin/busybox"), data, 0o755))
+	for _, a := range []string{"sh", "echo", "sleep", "cat", "hostname", "true"} {
+		ts.Check(os.Symlink("busybox", filepath.Join(root, "bin", a)))
+	}
+	spec := specs.Spec{
+		Version:  specs.Version,
+		Root:     &specs.Root{Path: "rootfs"},
+		Hostname: "bundle",
+		Process: &specs.Process{
+			Args: args[1:], Env: []string{"PATH=/bin"}, Cwd: "/",
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: oci.DefaultCapabilities, Effective: oci.DefaultCapabilities, Permitted: oci.DefaultCapabilities,
+			},
+		},
+		Mounts: oci.DefaultMounts(),
+		Linux: &specs.Linux{
+			Namespaces: oci.DefaultNamespaces(), MaskedPaths: oci.MaskedPaths, ReadonlyPaths: oci.ReadonlyPaths,
+		},
+	}
+	b, err := json.MarshalIndent(spec, "", "  ")
+	ts.Check(err)
+	ts.Check(os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644))
+}
+
+// sleep DURATION (Go syntax, e.g. 300ms).
+func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
+	d, err := time.ParseDuration(strings.Join(args, ""))
+	ts.Check(err)
+	time.Sleep(d)
+}
+
+// exits N CMD ARGS...: run a program and check its exit code; its output is
+// kept for the stdout and stderr commands that follow.
+func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: exits CODE COMMAND [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			ts.Fatalf("%s: %v", args[1], err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("%s exited %d, want %d", args[1], got, want)
+	}
+}
