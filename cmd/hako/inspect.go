@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -137,7 +138,9 @@ func toGeneric(v any) (any, error) {
 		return nil, err
 	}
 	var out any
-	return out, json.Unmarshal(b, &out)
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	return out, d.Decode(&out)
 }
 
 func (c *cli) inspectCmd(kind string) *cobra.Command {
@@ -184,13 +187,20 @@ func (c *cli) inspectCmd(kind string) *cobra.Command {
 			}
 			if format != "" {
 				for _, r := range results {
-					g, err := toGeneric(r)
-					if err != nil {
-						return fail1(err)
+					// Docker's way: the typed value first (numbers print as
+					// numbers), then the JSON field names (.Id) as a fallback.
+					var buf bytes.Buffer
+					if err := renderOne(&buf, format, r); err != nil {
+						g, gerr := toGeneric(r)
+						if gerr != nil {
+							return fail1(gerr)
+						}
+						buf.Reset()
+						if err := renderOne(&buf, format, g); err != nil {
+							return &exitError{code: 1, msg: err.Error()}
+						}
 					}
-					if err := renderOne(c.out, format, g); err != nil {
-						return &exitError{code: 1, msg: err.Error()}
-					}
+					c.out.Write(buf.Bytes())
 				}
 			} else {
 				if results == nil {

@@ -166,6 +166,10 @@ func (f *createFlags) options(fs *pflag.FlagSet, args []string) (engine.CreateOp
 			hc.MemorySwap = n
 		}
 	}
+	if hc.Memory > 0 && hc.MemorySwap == 0 {
+		// Docker's default: as much swap as memory.
+		hc.MemorySwap = 2 * hc.Memory
+	}
 	if f.cpus != "" {
 		v, err := strconv.ParseFloat(f.cpus, 64)
 		if err != nil || v < 0 {

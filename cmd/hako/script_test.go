@@ -82,6 +82,13 @@ func TestScripts(t *testing.T) {
 			env.Defer(func() { cleanupRoot(root) })
 			return nil
 		},
+		Condition: func(cond string) (bool, error) {
+			switch cond {
+			case "cgroup2":
+				return cgroup.Mode() == "v2", nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"waitstatus":  cmdWaitStatus,
 			"killmonitor": cmdKillMonitor,
