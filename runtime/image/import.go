@@ -28,7 +28,7 @@ func (s *Store) Import(r io.Reader, ref string, changes []string, message string
 			return "", err
 		}
 		if isDigested(norm) {
-			return "", errorf(errdefs.ErrInvalid, "refusing to create a tag with a digest reference")
+			return "", errdefs.Errorf(errdefs.ErrInvalid, "refusing to create a tag with a digest reference")
 		}
 	}
 	var cc ContainerConfig
@@ -93,10 +93,10 @@ func applyChange(c *ContainerConfig, line string) error {
 	switch instr {
 	case "CMD", "ENTRYPOINT", "ENV", "WORKDIR", "USER", "EXPOSE", "LABEL", "VOLUME", "STOPSIGNAL":
 	default:
-		return errorf(errdefs.ErrInvalid, "%s is not a valid change command", instr)
+		return errdefs.Errorf(errdefs.ErrInvalid, "%s is not a valid change command", instr)
 	}
 	if rest == "" {
-		return errorf(errdefs.ErrInvalid, "%s requires at least one argument", instr)
+		return errdefs.Errorf(errdefs.ErrInvalid, "%s requires at least one argument", instr)
 	}
 	switch instr {
 	case "CMD":
@@ -155,7 +155,7 @@ func applyChange(c *ContainerConfig, line string) error {
 		}
 		for _, v := range vols {
 			if v == "" {
-				return errorf(errdefs.ErrInvalid, "VOLUME specified can not be an empty string")
+				return errdefs.Errorf(errdefs.ErrInvalid, "VOLUME specified can not be an empty string")
 			}
 			c.Volumes[v] = struct{}{}
 		}
@@ -190,13 +190,13 @@ func jsonArray(s string) []string {
 func keyValues(instr, s string, legacy bool) ([][2]string, error) {
 	words, err := splitWords(s)
 	if err != nil {
-		return nil, errorf(errdefs.ErrInvalid, "%s: %v", instr, err)
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "%s: %v", instr, err)
 	}
 	if legacy && len(words) > 0 && !strings.Contains(words[0], "=") {
 		// ENV key value: the value is the rest of the line, as written.
 		i := strings.IndexAny(s, " \t")
 		if i < 0 {
-			return nil, errorf(errdefs.ErrInvalid, "%s must have two arguments", instr)
+			return nil, errdefs.Errorf(errdefs.ErrInvalid, "%s must have two arguments", instr)
 		}
 		return [][2]string{{s[:i], strings.TrimSpace(s[i+1:])}}, nil
 	}
@@ -204,7 +204,7 @@ func keyValues(instr, s string, legacy bool) ([][2]string, error) {
 	for _, w := range words {
 		k, v, ok := strings.Cut(w, "=")
 		if !ok || k == "" {
-			return nil, errorf(errdefs.ErrInvalid, "%s names can not be blank or lack '=': %q", instr, w)
+			return nil, errdefs.Errorf(errdefs.ErrInvalid, "%s names can not be blank or lack '=': %q", instr, w)
 		}
 		out = append(out, [2]string{k, v})
 	}
@@ -271,7 +271,7 @@ func exposedPorts(spec string) ([]string, error) {
 	}
 	proto = strings.ToLower(proto)
 	if proto != "tcp" && proto != "udp" && proto != "sctp" {
-		return nil, errorf(errdefs.ErrInvalid, "invalid proto: %s", proto)
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid proto: %s", proto)
 	}
 	lo, hi, isRange := strings.Cut(ports, "-")
 	start, err1 := strconv.ParseUint(lo, 10, 16)
@@ -281,7 +281,7 @@ func exposedPorts(spec string) ([]string, error) {
 		end, err2 = strconv.ParseUint(hi, 10, 16)
 	}
 	if err1 != nil || err2 != nil || start == 0 || end < start {
-		return nil, errorf(errdefs.ErrInvalid, "invalid containerPort: %s", ports)
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid containerPort: %s", ports)
 	}
 	var out []string
 	for p := start; p <= end; p++ {

@@ -58,7 +58,7 @@ func (l *limitReader) Read(p []byte) (int, error) {
 // else is returned as is (a plain tar). The caller closes the result.
 func decompress(r io.Reader) (io.ReadCloser, error) {
 	br := bufio.NewReader(r)
-	magic, _ := br.Peek(6)
+	magic, _ := br.Peek(10)
 	switch {
 	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
 		zr, err := gzip.NewReader(br)
@@ -66,7 +66,8 @@ func decompress(r io.Reader) (io.ReadCloser, error) {
 			return nil, fmt.Errorf("gzip: %w", err)
 		}
 		return zr, nil
-	case bytes.HasPrefix(magic, []byte("BZh")):
+	case len(magic) == 10 && bytes.HasPrefix(magic, []byte("BZh")) && magic[3] >= '1' && magic[3] <= '9' &&
+		bytes.Equal(magic[4:], []byte{0x31, 0x41, 0x59, 0x26, 0x53, 0x59}):
 		return io.NopCloser(bzip2.NewReader(br)), nil
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
 		return nil, fmt.Errorf("zstd-compressed data: %w", errdefs.ErrUnsupported)
@@ -157,15 +158,15 @@ func applyLayer(dst string, r io.Reader, max int64) (size int64, err error) {
 }
 
 func (u *unpacker) apply(hdr *tar.Header, r io.Reader) error {
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil // archive-wide PAX records, not a file
+	}
 	rel, err := cleanName(hdr.Name)
 	if err != nil {
 		return err
 	}
 	dir, base := path.Split(rel)
-	dir = path.Clean(dir)
-	if dir == "" {
-		dir = "."
-	}
+	dir = path.Clean(dir) // "" becomes "."
 
 	if strings.HasPrefix(base, whiteoutPrefix) {
 		return u.whiteout(rel, dir, base)
@@ -265,9 +266,6 @@ func (u *unpacker) apply(hdr *tar.Header, r io.Reader) error {
 		if err := unix.Fchmodat(parent, base, mode, 0); err != nil {
 			return fmt.Errorf("%s: %w", hdr.Name, err)
 		}
-
-	case tar.TypeXGlobalHeader:
-		return nil
 
 	default:
 		return fmt.Errorf("%s: unsupported tar entry type %q: %w", hdr.Name, hdr.Typeflag, errdefs.ErrInvalid)
@@ -437,6 +435,8 @@ func (u *unpacker) chown(parent int, base string, hdr *tar.Header) error {
 	return nil
 }
 
+// setTimes sets a directory's times at the end of the layer. A later entry
+// may have replaced or removed it; then there is nothing to do.
 func (u *unpacker) setTimes(rel string, ts [2]unix.Timespec) error {
 	dir, base := path.Split(rel)
 	if rel == "." {
@@ -444,10 +444,14 @@ func (u *unpacker) setTimes(rel string, ts [2]unix.Timespec) error {
 	}
 	parent, err := u.openDir(path.Clean("./"+dir), false)
 	if err != nil {
-		return err
+		return nil
 	}
 	defer unix.Close(parent)
-	return u.setTimesAt(parent, base, ts, rel)
+	err = unix.UtimesNanoAt(parent, base, ts[:], unix.AT_SYMLINK_NOFOLLOW)
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("%s: set times: %w", rel, err)
+	}
+	return nil
 }
 
 func (u *unpacker) setTimesAt(parent int, base string, ts [2]unix.Timespec, name string) error {

@@ -296,6 +296,9 @@ func scriptLayer(t testing.TB, script string) []byte {
 
 // FuzzApplyLayer checks that no layer, however malformed, writes outside its
 // directory. The input is applied as a raw tar, and as a script for scriptLayer.
+// Each run creates directories, so keep minimization short:
+//
+//	go test -run '^$' -fuzz FuzzApplyLayer -fuzzminimizetime 2s ./runtime/image
 func FuzzApplyLayer(f *testing.F) {
 	for _, files := range hostile {
 		f.Add(mkLayer(f, files...))

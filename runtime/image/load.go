@@ -71,13 +71,13 @@ func (s *Store) Load(r io.Reader) (loaded []string, err error) {
 	case arc.has("index.json"):
 		imgs, err = arc.ociLayout()
 	default:
-		err = errorf(errdefs.ErrInvalid, "invalid archive: neither manifest.json nor index.json found")
+		err = errdefs.Errorf(errdefs.ErrInvalid, "invalid archive: neither manifest.json nor index.json found")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
 	if len(imgs) == 0 {
-		return nil, errorf(errdefs.ErrInvalid, "load: the archive holds no image")
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "load: the archive holds no image")
 	}
 	lines, err := s.install(work, imgs)
 	if err != nil {
@@ -171,7 +171,7 @@ func (a *archive) has(name string) bool {
 func (a *archive) readJSON(name string, v any) ([]byte, error) {
 	f, ok := a.lookup(name)
 	if !ok {
-		return nil, errorf(errdefs.ErrInvalid, "invalid archive: %s is missing", name)
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid archive: %s is missing", name)
 	}
 	file, err := os.Open(f.path)
 	if err != nil {
@@ -183,10 +183,10 @@ func (a *archive) readJSON(name string, v any) ([]byte, error) {
 		return nil, err
 	}
 	if len(data) > maxJSON {
-		return nil, errorf(errdefs.ErrInvalid, "invalid archive: %s is too large", name)
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid archive: %s is too large", name)
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		return nil, errorf(errdefs.ErrInvalid, "invalid archive: %s: %v", name, err)
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid archive: %s: %v", name, err)
 	}
 	return data, nil
 }
@@ -194,7 +194,7 @@ func (a *archive) readJSON(name string, v any) ([]byte, error) {
 func (a *archive) opener(name string) (func() (io.ReadCloser, error), error) {
 	f, ok := a.lookup(name)
 	if !ok {
-		return nil, errorf(errdefs.ErrInvalid, "invalid archive: %s is missing", name)
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid archive: %s is missing", name)
 	}
 	return func() (io.ReadCloser, error) { return os.Open(f.path) }, nil
 }
@@ -218,7 +218,7 @@ func (a *archive) dockerArchive() ([]*pendingImage, error) {
 			return nil, err
 		}
 		if len(m.Layers) != len(img.cfg.RootFS.DiffIDs) {
-			return nil, errorf(errdefs.ErrInvalid, "invalid archive: %d layers for %d diff_ids", len(m.Layers), len(img.cfg.RootFS.DiffIDs))
+			return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid archive: %d layers for %d diff_ids", len(m.Layers), len(img.cfg.RootFS.DiffIDs))
 		}
 		for i, l := range m.Layers {
 			open, err := a.opener(l)
@@ -249,10 +249,10 @@ func (a *archive) pending(name, wantDigest string) (*pendingImage, error) {
 	sum := sha256.Sum256(data)
 	img.config, img.id = data, "sha256:"+hex.EncodeToString(sum[:])
 	if wantDigest != "" && wantDigest != img.id {
-		return nil, errorf(errdefs.ErrInvalid, "invalid archive: config %s has digest %s", wantDigest, img.id)
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid archive: config %s has digest %s", wantDigest, img.id)
 	}
 	if t := img.cfg.RootFS.Type; t != "layers" {
-		return nil, errorf(errdefs.ErrInvalid, "invalid archive: image config rootfs type %q", t)
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid archive: image config rootfs type %q", t)
 	}
 	if _, err := chainIDs(img.cfg.RootFS.DiffIDs); err != nil {
 		return nil, err
@@ -324,12 +324,12 @@ func (a *archive) ociImage(desc ocispec.Descriptor, depth int) (*pendingImage, e
 		return nil, nil
 	}
 	if f.digest != string(desc.Digest) {
-		return nil, errorf(errdefs.ErrInvalid, "invalid archive: %s has digest %s", blob, f.digest)
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid archive: %s has digest %s", blob, f.digest)
 	}
 	switch desc.MediaType {
 	case ocispec.MediaTypeImageIndex, "application/vnd.docker.distribution.manifest.list.v2+json":
 		if depth > 4 {
-			return nil, errorf(errdefs.ErrInvalid, "invalid archive: indexes nested too deep")
+			return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid archive: indexes nested too deep")
 		}
 		var idx ocispec.Index
 		if _, err := a.readJSON(blob, &idx); err != nil {
@@ -344,10 +344,10 @@ func (a *archive) ociImage(desc ocispec.Descriptor, depth int) (*pendingImage, e
 				return img, err
 			}
 		}
-		return nil, errorf(errdefs.ErrNotFound, "no image for linux/%s in the archive", runtime.GOARCH)
+		return nil, errdefs.Errorf(errdefs.ErrNotFound, "no image for linux/%s in the archive", runtime.GOARCH)
 	case ocispec.MediaTypeImageManifest, "application/vnd.docker.distribution.manifest.v2+json", "":
 	default:
-		return nil, errorf(errdefs.ErrUnsupported, "unsupported media type %q", desc.MediaType)
+		return nil, errdefs.Errorf(errdefs.ErrUnsupported, "unsupported media type %q", desc.MediaType)
 	}
 	var m ocispec.Manifest
 	if _, err := a.readJSON(blob, &m); err != nil {
@@ -362,7 +362,7 @@ func (a *archive) ociImage(desc ocispec.Descriptor, depth int) (*pendingImage, e
 		return nil, err
 	}
 	if len(m.Layers) != len(img.cfg.RootFS.DiffIDs) {
-		return nil, errorf(errdefs.ErrInvalid, "invalid archive: %d layers for %d diff_ids", len(m.Layers), len(img.cfg.RootFS.DiffIDs))
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid archive: %d layers for %d diff_ids", len(m.Layers), len(img.cfg.RootFS.DiffIDs))
 	}
 	for i, l := range m.Layers {
 		lh, err := validDigest(string(l.Digest))
@@ -371,10 +371,10 @@ func (a *archive) ociImage(desc ocispec.Descriptor, depth int) (*pendingImage, e
 		}
 		lf, ok := a.lookup("blobs/sha256/" + lh)
 		if !ok {
-			return nil, errorf(errdefs.ErrInvalid, "invalid archive: layer %s is missing", l.Digest)
+			return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid archive: layer %s is missing", l.Digest)
 		}
 		if lf.digest != string(l.Digest) {
-			return nil, errorf(errdefs.ErrInvalid, "invalid archive: layer %s has digest %s", l.Digest, lf.digest)
+			return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid archive: layer %s has digest %s", l.Digest, lf.digest)
 		}
 		img.layers = append(img.layers, &pendingLayer{
 			diffID: img.cfg.RootFS.DiffIDs[i],
@@ -421,7 +421,7 @@ func (s *Store) unpack(work string, raw io.Reader, diffID string) (*unpackedLaye
 	}
 	l.diffID = digestOf(h)
 	if diffID != "" && l.diffID != diffID {
-		return nil, errorf(errdefs.ErrInvalid, "layer content %s does not match its diff_id %s", l.diffID, diffID)
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "layer content %s does not match its diff_id %s", l.diffID, diffID)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "size"), []byte(strconv.FormatInt(size, 10)+"\n"), 0o600); err != nil {
 		return nil, err
@@ -464,7 +464,7 @@ func (s *Store) install(work string, imgs []*pendingImage) ([]string, error) {
 			return lines, err
 		}
 		if attempt == 3 {
-			return nil, errorf(errdefs.ErrConflict, "layers keep being removed while loading; try again")
+			return nil, errdefs.Errorf(errdefs.ErrConflict, "layers keep being removed while loading; try again")
 		}
 	}
 }
@@ -607,7 +607,7 @@ func (s *Store) putBlob(data []byte, id string) error {
 		return fmt.Errorf("blob %s: %w", id, err)
 	}
 	if got := digestOf(hs); got != id {
-		return errorf(errdefs.ErrInvalid, "blob %s has digest %s", id, got)
+		return errdefs.Errorf(errdefs.ErrInvalid, "blob %s has digest %s", id, got)
 	}
 	return os.Rename(f.Name(), dst)
 }

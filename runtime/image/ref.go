@@ -1,7 +1,6 @@
 package image
 
 import (
-	"fmt"
 	"regexp"
 	"strings"
 
@@ -10,22 +9,8 @@ import (
 	"hako.dev/hako/runtime/errdefs"
 )
 
-// kindError is an error whose message is exactly what Docker prints, and whose
-// kind (errdefs.ErrNotFound, ...) is found by errors.Is.
-type kindError struct {
-	msg  string
-	kind error
-}
-
-func (e *kindError) Error() string { return e.msg }
-func (e *kindError) Unwrap() error { return e.kind }
-
-func errorf(kind error, format string, args ...any) error {
-	return &kindError{msg: fmt.Sprintf(format, args...), kind: kind}
-}
-
 func notFound(ref string) error {
-	return errorf(errdefs.ErrNotFound, "No such image: %s", ref)
+	return errdefs.Errorf(errdefs.ErrNotFound, "No such image: %s", ref)
 }
 
 var (
@@ -39,7 +24,7 @@ var (
 // returns the hex part. Only a digest that passed here may become a path.
 func validDigest(d string) (string, error) {
 	if !fullID.MatchString(d) {
-		return "", errorf(errdefs.ErrInvalid, "invalid digest %q", d)
+		return "", errdefs.Errorf(errdefs.ErrInvalid, "invalid digest %q", d)
 	}
 	return d[len("sha256:"):], nil
 }
@@ -56,7 +41,7 @@ func NormalizeRef(s string) (string, error) {
 		if !strings.HasPrefix(msg, "invalid reference format") {
 			msg = "invalid reference format: " + msg
 		}
-		return "", &kindError{msg: msg, kind: errdefs.ErrInvalid}
+		return "", errdefs.Errorf(errdefs.ErrInvalid, "%s", msg)
 	}
 	return reference.TagNameOnly(named).String(), nil
 }

@@ -249,7 +249,7 @@ func chainIDs(diffIDs []string) ([]string, error) {
 // resolve finds the image ID ref names, and whether ref named it by ID.
 func (s *Store) resolve(idx *index, ref string) (id string, byID bool, err error) {
 	if ref == "" {
-		return "", false, errorf(errdefs.ErrInvalid, "invalid reference format")
+		return "", false, errdefs.Errorf(errdefs.ErrInvalid, "invalid reference format")
 	}
 	if h, ok := strings.CutPrefix(ref, "sha256:"); ok {
 		if !shortID.MatchString(h) {
@@ -291,7 +291,7 @@ func byPrefix(idx *index, hexPrefix, ref string) (string, error) {
 	case 1:
 		return found[0], nil
 	}
-	return "", errorf(errdefs.ErrInvalid, "multiple IDs found with provided prefix: %s", ref)
+	return "", errdefs.Errorf(errdefs.ErrInvalid, "multiple IDs found with provided prefix: %s", ref)
 }
 
 // Get finds an image by name ("busybox", "busybox:latest",
@@ -344,10 +344,10 @@ func (s *Store) List() ([]Image, error) {
 func (s *Store) Tag(src, dst string) error {
 	norm, err := NormalizeRef(dst)
 	if err != nil {
-		return errorf(errdefs.ErrInvalid, "Error parsing reference: %q is not a valid repository/tag: %v", dst, err)
+		return errdefs.Errorf(errdefs.ErrInvalid, "Error parsing reference: %q is not a valid repository/tag: %v", dst, err)
 	}
 	if isDigested(norm) {
-		return errorf(errdefs.ErrInvalid, "refusing to create a tag with a digest reference")
+		return errdefs.Errorf(errdefs.ErrInvalid, "refusing to create a tag with a digest reference")
 	}
 	unlock, err := s.lock()
 	if err != nil {
@@ -424,7 +424,7 @@ func (s *Store) Remove(ref string, force bool) (untagged, deleted []string, err 
 		}
 	} else {
 		if len(tags) > 1 && !force {
-			return nil, nil, errorf(errdefs.ErrConflict,
+			return nil, nil, errdefs.Errorf(errdefs.ErrConflict,
 				"conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories", shortHex(id))
 		}
 		for _, t := range tags {

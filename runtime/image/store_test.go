@@ -515,3 +515,29 @@ func FuzzNormalizeRef(f *testing.F) {
 		}
 	})
 }
+
+func TestFixtureDeterministicAndRetag(t *testing.T) {
+	first, err := busybox()
+	if err != nil {
+		t.Skip(err)
+	}
+	var again bytes.Buffer
+	if err := imagetest.WriteBusybox(&again, "busybox"); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first, again.Bytes()) {
+		t.Fatal("WriteBusybox is not deterministic")
+	}
+	s := newStore(t)
+	old := importSmall(t, s, "busybox:latest")
+	var buf bytes.Buffer
+	imagetest.WriteArchive(&buf, "busybox", [][]byte{mkLayer(t, reg("other", "x"))}, nil, nil)
+	lines, err := s.Load(&buf)
+	want := []string{"The image busybox:latest already exists, renaming the old one with ID " + old + " to empty string", "Loaded image: busybox:latest"}
+	if err != nil || !reflect.DeepEqual(lines, want) {
+		t.Fatalf("Load = %q, %v", lines, err)
+	}
+	if img, err := s.Get(old); err != nil || len(img.RepoTags) != 0 {
+		t.Errorf("old image: %v %v", img, err)
+	}
+}
