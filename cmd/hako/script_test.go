@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,6 +98,7 @@ func TestScripts(t *testing.T) {
 			"mkbundle":    cmdMkBundle,
 			"sleep":       cmdSleep,
 			"exits":       cmdExits,
+			"ttyrun":      cmdTTYRun,
 		},
 	})
 }
@@ -261,4 +264,129 @@ func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 	if got != want {
 		ts.Fatalf("%s exited %d, want %d", args[1], got, want)
 	}
+}
+
+// ttyrun [-exit N] INPUT CMD ARGS...: run CMD with a new pseudo-terminal as
+// its stdin and controlling terminal, as a learner's shell would, and type
+// INPUT into it once CMD has put the terminal in raw mode. A line "@@wait
+// TEXT" in INPUT waits until CMD's stdout shows TEXT. CMD's stdout and stderr
+// are kept for the stdout and stderr commands; its exit code must be N (0).
+func cmdTTYRun(ts *testscript.TestScript, neg bool, args []string) {
+	want := 0
+	if len(args) > 2 && args[0] == "-exit" {
+		n, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		want, args = n, args[2:]
+	}
+	if len(args) < 2 {
+		ts.Fatalf("usage: ttyrun [-exit N] INPUT COMMAND [ARGS...]")
+	}
+	input := ts.ReadFile(args[0])
+	master, slave, err := openPTY()
+	ts.Check(err)
+	defer master.Close()
+	path, err := exec.LookPath(args[1])
+	if err != nil {
+		// the test binary's commands live on the script's PATH
+		for _, dir := range filepath.SplitList(ts.Getenv("PATH")) {
+			if _, e := os.Stat(filepath.Join(dir, args[1])); e == nil {
+				path, err = filepath.Join(dir, args[1]), nil
+				break
+			}
+		}
+	}
+	ts.Check(err)
+	cmd := exec.Command(path, args[2:]...)
+	cmd.Dir = ts.Getenv("WORK")
+	for _, kv := range []string{"HAKO_ROOT", "PATH", "HAKO_OCI_STATE", "HOME"} {
+		cmd.Env = append(cmd.Env, kv+"="+ts.Getenv(kv))
+	}
+	var out, errb syncBuffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, &out, &errb
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	ts.Check(cmd.Start())
+	slave.Close()
+	go io.Copy(io.Discard, master) // the terminal's own echo
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.Now().Add(20 * time.Second)
+	// wait for raw mode (no ICANON) on the terminal
+	for time.Now().Before(deadline) {
+		t, err := unix.IoctlGetTermios(int(master.Fd()), unix.TCGETS)
+		if err == nil && t.Lflag&unix.ICANON == 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, line := range strings.SplitAfter(input, "\n") {
+		if text, ok := strings.CutPrefix(line, "@@wait "); ok {
+			text = strings.TrimSpace(text)
+			for !strings.Contains(out.String(), text) && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			continue
+		}
+		master.Write([]byte(line))
+	}
+	var werr error
+	select {
+	case werr = <-done:
+	case <-time.After(time.Until(deadline)):
+		cmd.Process.Kill()
+		werr = <-done
+		ts.Logf("[stdout]\n%s", out.String())
+		ts.Fatalf("%s did not finish in time", args[1])
+	}
+	fmt.Fprint(ts.Stdout(), out.String())
+	fmt.Fprint(ts.Stderr(), errb.String())
+	got := 0
+	if werr != nil {
+		var ee *exec.ExitError
+		if !errors.As(werr, &ee) {
+			ts.Fatalf("%v", werr)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("%s exited %d, want %d\n[stdout]\n%s\n[stderr]\n%s", args[1], got, want, out.String(), errb.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func openPTY() (master, slave *os.File, err error) {
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	return m, s, nil
 }

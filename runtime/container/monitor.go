@@ -46,6 +46,10 @@ type monitor struct {
 	console   *os.File
 	stdinOnce bool
 	started   bool
+	// pending holds input that arrived before the process had a stdin (a
+	// client attaches before the start); it is written once there is one.
+	pending     []byte
+	stdinClosed bool
 }
 
 // MonitorMain is the monitor process: args are the state root, the container
@@ -357,6 +361,39 @@ func (m *monitor) setStdin(w io.WriteCloser, console *os.File) {
 		m.stdin.Close()
 	}
 	m.stdin, m.console = w, console
+	if w != nil && len(m.pending) > 0 {
+		w.Write(m.pending)
+		m.pending = nil
+	}
+	if w != nil && m.stdinClosed && console == nil {
+		w.Close()
+		m.stdin = nil
+	}
+}
+
+// writeStdin passes input on, or keeps it until the process has a stdin.
+func (m *monitor) writeStdin(p []byte) {
+	m.mu.Lock()
+	stdin := m.stdin
+	if stdin == nil && !m.started && len(m.pending)+len(p) <= 1<<20 {
+		m.pending = append(m.pending, p...)
+	}
+	m.mu.Unlock()
+	if stdin != nil {
+		stdin.Write(p)
+	}
+}
+
+// closeStdin ends the process's input (a client's stdin ended, with StdinOnce).
+func (m *monitor) closeStdin() {
+	m.mu.Lock()
+	if m.stdin == nil && !m.started {
+		m.stdinClosed = true
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Unlock()
+	m.setStdin(nil, nil)
 }
 
 func (m *monitor) pump(stream string, r *os.File) {
@@ -431,16 +468,16 @@ func (m *monitor) serve(conn net.Conn) {
 			return
 		}
 		m.mu.Lock()
-		stdin, console := m.stdin, m.console
+		console := m.console
 		m.mu.Unlock()
 		switch t {
 		case frameStdin:
-			if stdin != nil && c.hello.Stdin {
-				stdin.Write(p)
+			if c.hello.Stdin {
+				m.writeStdin(p)
 			}
 		case frameClose:
 			if c.hello.Stdin && m.stdinOnce && console == nil {
-				m.setStdin(nil, nil)
+				m.closeStdin()
 			}
 		case frameResize:
 			if console != nil && len(p) == 4 {

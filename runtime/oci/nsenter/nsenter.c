@@ -41,18 +41,19 @@ __attribute__((constructor)) static void hako_nsenter(void) {
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 		die("prctl", "dumpable");
 
-	// Join the container's cgroups while host paths still resolve: writing 0
-	// to cgroup.procs moves the writer. The list is colon-separated.
+	// Open the container's cgroup.procs files while host paths still
+	// resolve; the child writes 0 (itself) there after the fork, so that this
+	// waiting parent never counts in the container's cgroup.
+	int cgfds[16];
+	int ncg = 0;
 	const char *procs = getenv("_HAKO_CGROUP_PROCS");
 	if (procs != NULL && *procs != '\0') {
 		char *list = strdup(procs), *save = NULL;
-		for (char *p = strtok_r(list, ":", &save); p; p = strtok_r(NULL, ":", &save)) {
-			int fd = open(p, O_WRONLY | O_CLOEXEC);
-			if (fd < 0)
+		for (char *p = strtok_r(list, ":", &save); p && ncg < 16; p = strtok_r(NULL, ":", &save)) {
+			cgfds[ncg] = open(p, O_WRONLY | O_CLOEXEC);
+			if (cgfds[ncg] < 0)
 				die("open", p);
-			if (write(fd, "0", 1) != 1)
-				die("join cgroup", p);
-			close(fd);
+			ncg++;
 		}
 		free(list);
 	}
@@ -80,10 +81,19 @@ __attribute__((constructor)) static void hako_nsenter(void) {
 	if (child < 0)
 		die("fork", NULL);
 	if (child == 0) {
+		for (int i = 0; i < ncg; i++) {
+			if (write(cgfds[i], "0", 1) != 1)
+				die("join cgroup", NULL);
+			close(cgfds[i]);
+		}
 		unsetenv("_HAKO_NSENTER");
 		unsetenv("_HAKO_CGROUP_PROCS");
 		return;
 	}
+	// This waiting parent needs no descriptor: holding the socket to the host
+	// would keep the host from seeing the child's exec (the socket's EOF).
+	for (int fd = 3; fd < 1024; fd++)
+		close(fd);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = forward;
