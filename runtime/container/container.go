@@ -403,9 +403,6 @@ func ProcStartTime(pid int) (uint64, error) {
 		return 0, fmt.Errorf("bad stat for %d", pid)
 	}
 	// f[0] is field 3 (state); start time is field 22.
-	if f[1] == "Z" {
-		return 0, fmt.Errorf("process %d is a zombie", pid)
-	}
 	if f[0] == "Z" {
 		return 0, fmt.Errorf("process %d is a zombie", pid)
 	}

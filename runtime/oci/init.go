@@ -85,6 +85,7 @@ func initContainer(c channel, msg []byte) error {
 	if spec == nil || spec.Process == nil || spec.Root == nil {
 		return errors.New("config: spec without process or root")
 	}
+	var err error
 	if cfg.DeathSignal {
 		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
 			return fmt.Errorf("prctl pdeathsig: %w", err)
@@ -95,6 +96,14 @@ func initContainer(c channel, msg []byte) error {
 	if hasNamespace(spec, specs.CgroupNamespace) {
 		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 			return fmt.Errorf("unshare cgroup namespace: %w", err)
+		}
+	}
+	// The fifo lives on the host: hold it by an O_PATH descriptor before the
+	// host's paths disappear with pivot_root, and reopen it through /proc.
+	fifo := -1
+	if cfg.Fifo != "" {
+		if fifo, err = unix.Open(cfg.Fifo, unix.O_PATH|unix.O_CLOEXEC, 0); err != nil {
+			return fmt.Errorf("open exec fifo: %w", err)
 		}
 	}
 	slave, err := setupRootfs(c, &cfg)
@@ -111,7 +120,8 @@ func initContainer(c channel, msg []byte) error {
 			return err
 		}
 	}
-	if _, err := unix.Setsid(); err != nil {
+	// A session of its own (EPERM: it already leads one).
+	if _, err := unix.Setsid(); err != nil && err != unix.EPERM {
 		return fmt.Errorf("setsid: %w", err)
 	}
 	if slave != nil {
@@ -127,16 +137,17 @@ func initContainer(c channel, msg []byte) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Fifo != "" {
+	if fifo >= 0 {
 		if err := c.send(reply{Type: "ready"}, -1); err != nil {
 			return err
 		}
-		f, err := os.OpenFile(cfg.Fifo, os.O_WRONLY, 0)
+		f, err := os.OpenFile(procFD(fifo), os.O_WRONLY, 0)
 		if err != nil {
 			return fmt.Errorf("open exec fifo: %w", err)
 		}
 		f.Write([]byte{0})
 		f.Close()
+		unix.Close(fifo)
 	}
 	return prepared.exec(spec.Process, spec.Process.NoNewPrivileges)
 }
@@ -457,7 +468,12 @@ func setCaps(caps *specs.LinuxCapabilities) error {
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
 		return fmt.Errorf("clear ambient capabilities: %w", err)
 	}
+	// An ambient capability must also be permitted and inheritable; like
+	// runc, skip the ones a spec asks for without them.
 	for _, n := range caps.Ambient {
+		if !contains(caps.Inheritable, n) || !contains(caps.Permitted, n) {
+			continue
+		}
 		if b, ok := capNumbers[n]; ok {
 			if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, b, 0, 0); err != nil {
 				return fmt.Errorf("raise ambient %s: %w", n, err)
