@@ -17,8 +17,11 @@ BENCH_PKGS := crun runc
 
 all: build
 
+# hako is the CLI (cgo: its exec joins namespaces from a C constructor);
+# hako-monitor, beside it, is the small static per-container monitor.
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hako ./cmd/hako
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hako-monitor ./cmd/hako-monitor
 	ln -sf hako $(BIN)/docker
 
 # Install Debian packages that are missing (every CI machine starts fresh).

@@ -20,7 +20,6 @@
 package container
 
 import (
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -192,7 +191,7 @@ func (s *Store) LockContainer(id string) (func(), error) {
 // NewID returns a fresh 64-hex container ID.
 func NewID() string {
 	b := make([]byte, 32)
-	rand.Read(b)
+	randomBytes(b)
 	return hex.EncodeToString(b)
 }
 
@@ -225,8 +224,11 @@ func (s *Store) Create(c *Container) error {
 	return state.SyncDir(s.dir)
 }
 
-// Save replaces a container's record. The caller holds its lock.
-func (s *Store) Save(c *Container) error { return state.WriteJSON(s.recordPath(c.ID), c) }
+// Save replaces a container's record. The caller holds its lock. Records
+// change with the container's processes (start, exit, restart): they are
+// replaced atomically but not fsynced, since a power loss ends those
+// processes anyway and Load settles a stale "running".
+func (s *Store) Save(c *Container) error { return state.WriteVolatileJSON(s.recordPath(c.ID), c) }
 
 // Load reads a container's record by its full ID, settling a stale "running".
 func (s *Store) Load(id string) (*Container, error) {
@@ -439,4 +441,19 @@ func resolvConf() []byte {
 		}
 	}
 	return []byte(strings.Join(out, "\n") + "\n")
+}
+
+// randomBytes fills b from the kernel's random pool (getrandom(2), without
+// linking the crypto packages into the monitor).
+func randomBytes(b []byte) {
+	for len(b) > 0 {
+		n, err := unix.Getrandom(b, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			panic("getrandom: " + err.Error()) // the kernel's pool cannot fail after boot
+		}
+		b = b[n:]
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -46,6 +47,7 @@ type monitor struct {
 	console   *os.File
 	stdinOnce bool
 	started   bool
+	me        *Monitor
 	// pending holds input that arrived before the process had a stdin (a
 	// client attaches before the start); it is written once there is one.
 	pending     []byte
@@ -102,8 +104,8 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 	if err != nil {
 		return err
 	}
-	me := &Monitor{Pid: os.Getpid(), StartTime: st, BootID: BootID()}
-	c, err := m.update(func(c *Container) { c.Monitor = me; c.StopRequested = false })
+	m.me = &Monitor{Pid: os.Getpid(), StartTime: st, BootID: BootID()}
+	c, err := m.store.Load(m.id)
 	if err != nil {
 		return err
 	}
@@ -132,6 +134,8 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 	signal.Notify(wake, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 
 	report(syncMsg{Event: "listening"})
+	// Idle most of its life: keep the heap small (every container pays for it).
+	debug.SetGCPercent(20)
 	if waitAttach {
 		closeSync()
 		select {
@@ -332,6 +336,10 @@ func (m *monitor) once(c *Container, report func(syncMsg)) (int, error) {
 	}
 	_, err = m.update(func(c *Container) {
 		c.State = State{Status: "running", Running: true, Pid: p.Pid, StartedAt: time.Now().UTC()}
+		c.Monitor = m.me
+		if !m.started {
+			c.StopRequested = false
+		}
 	})
 	if err != nil {
 		unix.Kill(p.Pid, unix.SIGKILL)
@@ -341,6 +349,7 @@ func (m *monitor) once(c *Container, report func(syncMsg)) (int, error) {
 		report(syncMsg{Event: "started", Pid: p.Pid})
 	}
 	m.broadcast(frameStart, nil)
+	trimResident()
 	code, _ := p.Wait()
 	// Everything in the container's PID namespace died with its init; the
 	// output pipes drain to EOF. A terminal reads EIO once the last slave

@@ -1,7 +1,6 @@
 package container
 
 import (
-	"crypto/rand"
 	"encoding/binary"
 	"strconv"
 )
@@ -27,7 +26,7 @@ var (
 // number, as Docker does after a collision.
 func RandomName(retry int) string {
 	var b [8]byte
-	rand.Read(b[:])
+	randomBytes(b[:])
 	n := binary.LittleEndian.Uint64(b[:])
 	name := adjectives[n%uint64(len(adjectives))] + "_" + people[(n/1024)%uint64(len(people))]
 	if retry > 0 {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,7 +42,7 @@ func (s *Store) StartMonitor(id string, waitAttach bool) (pid int, err error) {
 		args = append(args, "attach")
 	}
 	cmd := &exec.Cmd{
-		Path:        "/proc/self/exe",
+		Path:        MonitorBinary(),
 		Args:        args,
 		Env:         []string{EnvMonitor + "=1", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		Stdin:       devnull,
@@ -75,6 +76,23 @@ func (s *Store) StartMonitor(id string, waitAttach bool) (pid int, err error) {
 		}
 	}
 	return 0, fmt.Errorf("monitor of %s exited before the container started", id[:12])
+}
+
+// MonitorBinary is the program that runs as a container's monitor: $HAKO_MONITOR,
+// else hako-monitor beside the running binary (`make` installs them together),
+// else this very binary (it knows the role from the environment; a test
+// binary stands in for hako that way).
+func MonitorBinary() string {
+	if p := os.Getenv("HAKO_MONITOR"); p != "" {
+		return p
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "hako-monitor")
+		if unix.Access(p, unix.X_OK) == nil {
+			return p
+		}
+	}
+	return "/proc/self/exe"
 }
 
 // Signal sends sig to the container's init. A stop or kill also keeps the

@@ -96,6 +96,33 @@ func SyncDir(dir string) error {
 	return d.Sync()
 }
 
+// WriteVolatileJSON replaces path atomically with v but does not fsync: for
+// records of live processes (a container's PID, its monitor), which a power
+// loss ends anyway and which readers check against the running system. A
+// killed writer still leaves the old record or the new one, never a torn file.
+func WriteVolatileJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(append(data, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
 // WriteJSON replaces path atomically with v encoded as indented JSON.
 func WriteJSON(path string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
