@@ -142,8 +142,11 @@ func (c *cli) ociCmd() *cobra.Command {
 			return nil, "", err
 		}
 		stdio := oci.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
-		p, err := oci.Start(&oci.InitConfig{Spec: &spec, Rootfs: root, Fifo: fifo, DeathSignal: wait}, stdio,
-			oci.Options{BeforeConfig: cg.Add, Setsid: !wait})
+		opts := oci.Options{JoinCgroup: cg.Add, Setsid: !wait}
+		if cgroup.Mode() == "v2" {
+			opts = oci.Options{CgroupDir: cg.Path(), Setsid: !wait}
+		}
+		p, err := oci.Start(&oci.InitConfig{Spec: &spec, Rootfs: root, Fifo: fifo, DeathSignal: wait}, stdio, opts)
 		if err != nil {
 			cg.Delete()
 			os.RemoveAll(dir)

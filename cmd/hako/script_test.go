@@ -81,7 +81,7 @@ func TestScripts(t *testing.T) {
 			env.Setenv("HAKO_ROOT", root)
 			env.Setenv("BUSYBOX_TAR", tar)
 			env.Setenv("HAKO_OCI_STATE", filepath.Join(env.WorkDir, "oci-state"))
-			env.Defer(func() { cleanupRoot(root) })
+			env.Defer(func() { cleanupRoot(root); cleanupOCI(filepath.Join(env.WorkDir, "oci-state")) })
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
@@ -120,6 +120,27 @@ func cleanupRoot(root string) {
 	ids, _ := eng.Containers.IDs()
 	for _, id := range ids {
 		if cg, err := cgroup.Load("hako", id); err == nil {
+			cg.Kill(unix.SIGKILL)
+			cg.Delete()
+		}
+	}
+}
+
+// cleanupOCI kills what `hako oci` containers a script left, and their cgroups.
+func cleanupOCI(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		var st struct {
+			Pid       int    `json:"pid"`
+			StartTime uint64 `json:"hakoStartTime"`
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "state.json"))
+		if err == nil && json.Unmarshal(b, &st) == nil && st.Pid > 0 {
+			if t, err := container.ProcStartTime(st.Pid); err == nil && t == st.StartTime {
+				unix.Kill(st.Pid, unix.SIGKILL)
+			}
+		}
+		if cg, err := cgroup.Load("hako-oci", e.Name()); err == nil {
 			cg.Kill(unix.SIGKILL)
 			cg.Delete()
 		}

@@ -48,6 +48,8 @@ type monitor struct {
 	stdinOnce bool
 	started   bool
 	me        *Monitor
+	cg        *cgroup.Manager // made ahead of the first start
+	cgErr     error
 	// pending holds input that arrived before the process had a stdin (a
 	// client attaches before the start); it is written once there is one.
 	pending     []byte
@@ -133,6 +135,9 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 	wake := make(chan os.Signal, 1)
 	signal.Notify(wake, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 
+	// The cgroup is made while the client connects (the first start).
+	cg, cgErr := cgroup.New("hako", c.ID, c.Limits())
+	m.cg, m.cgErr = cg, cgErr
 	report(syncMsg{Event: "listening"})
 	// Idle most of its life: keep the heap small (every container pays for it).
 	debug.SetGCPercent(20)
@@ -316,7 +321,7 @@ func (m *monitor) once(c *Container, report func(syncMsg)) (int, error) {
 		User:        c.Config.User,
 		DeathSignal: true,
 	}
-	p, err := oci.Start(cfg, stdio, oci.Options{BeforeConfig: cg.Add})
+	p, err := oci.Start(cfg, stdio, cgroupOptions(cg))
 	if err != nil {
 		m.setStdin(nil, nil)
 		return -1, err
@@ -495,4 +500,13 @@ func (m *monitor) serve(conn net.Conn) {
 			}
 		}
 	}
+}
+
+// cgroupOptions puts a container's init into its cgroup: at clone time on
+// cgroup v2, by migration on v1.
+func cgroupOptions(cg *cgroup.Manager) oci.Options {
+	if cgroup.Mode() == "v2" {
+		return oci.Options{CgroupDir: cg.Path()}
+	}
+	return oci.Options{JoinCgroup: cg.Add}
 }

@@ -91,11 +91,19 @@ func initContainer(c channel, msg []byte) error {
 			return fmt.Errorf("prctl pdeathsig: %w", err)
 		}
 	}
-	// The host put this process in its cgroup before sending the config: a new
-	// cgroup namespace now makes that cgroup look like the root from inside.
-	if hasNamespace(spec, specs.CgroupNamespace) {
-		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-			return fmt.Errorf("unshare cgroup namespace: %w", err)
+	// Once in its cgroup, a new cgroup namespace makes that cgroup look like
+	// the root from inside.
+	cgroupNS := func() error {
+		if hasNamespace(spec, specs.CgroupNamespace) {
+			if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+				return fmt.Errorf("unshare cgroup namespace: %w", err)
+			}
+		}
+		return nil
+	}
+	if !cfg.LateCgroup {
+		if err := cgroupNS(); err != nil {
+			return err
 		}
 	}
 	// The fifo lives on the host: hold it by an O_PATH descriptor before the
@@ -121,6 +129,14 @@ func initContainer(c channel, msg []byte) error {
 		}
 	}
 	// A session of its own (EPERM: it already leads one).
+	if cfg.LateCgroup {
+		if err := c.waitGo(); err != nil {
+			return err
+		}
+		if err := cgroupNS(); err != nil {
+			return err
+		}
+	}
 	if _, err := unix.Setsid(); err != nil && err != unix.EPERM {
 		return fmt.Errorf("setsid: %w", err)
 	}
@@ -498,6 +514,20 @@ func closeExtraFDs() error {
 		if err == nil && fd > 2 {
 			unix.CloseOnExec(fd)
 		}
+	}
+	return nil
+}
+
+// waitGo waits for the host's word that this process is in its cgroups.
+func (c channel) waitGo() error {
+	buf := make([]byte, 256)
+	n, err := c.f.Read(buf)
+	if err != nil {
+		return fmt.Errorf("wait for the cgroup: %w", err)
+	}
+	var r reply
+	if err := json.Unmarshal(buf[:n], &r); err != nil || r.Type != "go" {
+		return fmt.Errorf("wait for the cgroup: unexpected message %q", buf[:n])
 	}
 	return nil
 }

@@ -28,6 +28,9 @@ type InitConfig struct {
 	Fifo string `json:"fifo,omitempty"`
 	// DeathSignal kills the container when the process that started it dies.
 	DeathSignal bool `json:"deathSignal,omitempty"`
+	// LateCgroup: the host moves the init into its cgroups while it sets up,
+	// and says "go" when done (set by Start).
+	LateCgroup bool `json:"lateCgroup,omitempty"`
 }
 
 // ExecConfig is the message for a process joining a running container.

@@ -48,9 +48,14 @@ func ExitCode(ws syscall.WaitStatus) int {
 
 // Options tune Start.
 type Options struct {
-	// BeforeConfig runs with the child's PID before it is sent its config: the
-	// place to put it into its cgroup, so that it never runs outside it.
-	BeforeConfig func(pid int) error
+	// CgroupDir, on cgroup v2, is the cgroup the init is cloned into
+	// (clone3's CLONE_INTO_CGROUP: no migration at all).
+	CgroupDir string
+	// JoinCgroup, otherwise, moves the init into its cgroups (cgroup v1). It
+	// runs while the init prepares the root filesystem, since a migration
+	// waits for an RCU grace period (milliseconds); the init waits for it to
+	// finish before it makes its cgroup namespace and execs the command.
+	JoinCgroup func(pid int) error
 	// Setsid starts the init in a session of its own, detached from the caller's
 	// terminal (for `hako oci create`, whose caller exits).
 	Setsid bool
@@ -93,7 +98,9 @@ func Start(cfg *InitConfig, stdio Stdio, opt Options) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	msg, err := json.Marshal(cfg)
+	c := *cfg
+	c.LateCgroup = opt.JoinCgroup != nil
+	msg, err := json.Marshal(&c)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +110,15 @@ func Start(cfg *InitConfig, stdio Stdio, opt Options) (*Process, error) {
 	}
 	defer cleanup()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: opt.Setsid}
-	return startChild(cmd, host, msg, opt.BeforeConfig)
+	if opt.CgroupDir != "" {
+		fd, err := unix.Open(opt.CgroupDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open cgroup: %w", err)
+		}
+		defer unix.Close(fd)
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+	}
+	return startChild(cmd, host, msg, opt.JoinCgroup)
 }
 
 // Exec starts a process inside the running container whose init is pid,
@@ -151,7 +166,7 @@ func prepareChild(env []string, stdio Stdio) (*exec.Cmd, *os.File, func(), error
 	return cmd, host, func() { child.Close(); closeExe() }, nil
 }
 
-func startChild(cmd *exec.Cmd, host *os.File, msg []byte, before func(int) error) (*Process, error) {
+func startChild(cmd *exec.Cmd, host *os.File, msg []byte, join func(int) error) (*Process, error) {
 	defer host.Close()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start init: %w", err)
@@ -167,13 +182,16 @@ func startChild(cmd *exec.Cmd, host *os.File, msg []byte, before func(int) error
 	}
 	// Close our copy of the child's end, or EOF would never come.
 	cmd.ExtraFiles[0].Close()
-	if before != nil {
-		if err := before(p.Pid); err != nil {
-			return fail(err)
-		}
-	}
 	if _, err := host.Write(msg); err != nil {
 		return fail(fmt.Errorf("send config to init: %w", err))
+	}
+	if join != nil {
+		if err := join(p.Pid); err != nil {
+			return fail(err)
+		}
+		if _, err := host.Write([]byte(`{"type":"go"}`)); err != nil {
+			return fail(fmt.Errorf("tell init to go on: %w", err))
+		}
 	}
 	for {
 		r, fd, eof, err := recvReply(host)
