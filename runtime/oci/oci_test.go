@@ -3,6 +3,7 @@ package oci
 import (
 	"bytes"
 	"errors"
+	"golang.org/x/sys/unix"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 func TestMain(m *testing.M) {
 	Main()
+
 	os.Exit(m.Run())
 }
 
@@ -162,4 +164,50 @@ func TestExecJoinsContainer(t *testing.T) {
 		}
 	}
 	_ = exec.Command
+}
+
+// The binary a container's init runs from cannot be opened for writing, not
+// even through /proc/PID/exe once its processes have exited (the
+// CVE-2019-5736 class): the view it is run from is a read-only mount.
+func TestReadOnlyViewRefusesWrites(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	// A copy of a binary that nothing runs: writable as a plain file...
+	bin := filepath.Join(t.TempDir(), "prog")
+	data, err := os.ReadFile(busyboxPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// ...but not through the view.
+	view, done, err := readOnlyView(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	cmd := exec.Command(view)
+	cmd.Args = []string{"true"} // busybox picks the applet by argv[0]
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("run through the view: %v", err)
+	}
+	f, err := os.OpenFile(view, os.O_WRONLY, 0)
+	if err == nil {
+		f.Close()
+	}
+	if !errors.Is(err, unix.EROFS) {
+		t.Fatalf("open the view for writing: %v, want EROFS", err)
+	}
+	// The same open on the plain path works: the test can tell.
+	f, err = os.OpenFile(bin, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatalf("plain open: %v", err)
+	}
+	f.Close()
+	// And the container's init really runs from such a view.
+	if _, _, err := protectedSelf(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -226,15 +226,25 @@ func startChild(cmd *exec.Cmd, host *os.File, msg []byte, join func(int) error) 
 // refers to lives on a read-only mount (the CVE-2019-5736 class). If bind
 // mounting is impossible it falls back to a sealed in-memory copy.
 func protectedSelf() (string, func(), error) {
-	tmp, err := os.CreateTemp("", ".hako-exe-")
+	p, done, err := readOnlyView("/proc/self/exe")
 	if err != nil {
 		return memfdSelf()
+	}
+	return p, done, nil
+}
+
+// readOnlyView returns a /proc/self/fd path of file reached through a private,
+// read-only, detached bind mount.
+func readOnlyView(file string) (string, func(), error) {
+	tmp, err := os.CreateTemp("", ".hako-exe-")
+	if err != nil {
+		return "", nil, err
 	}
 	name := tmp.Name()
 	tmp.Close()
 	defer os.Remove(name)
-	if err := unix.Mount("/proc/self/exe", name, "", unix.MS_BIND, ""); err != nil {
-		return memfdSelf()
+	if err := unix.Mount(file, name, "", unix.MS_BIND, ""); err != nil {
+		return "", nil, err
 	}
 	err = unix.Mount("", name, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, "")
 	var fd int
@@ -243,7 +253,7 @@ func protectedSelf() (string, func(), error) {
 	}
 	unix.Unmount(name, unix.MNT_DETACH)
 	if err != nil {
-		return memfdSelf()
+		return "", nil, err
 	}
 	defer unix.Close(fd)
 	return highFD(fd)
