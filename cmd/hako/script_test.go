@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,6 +100,7 @@ func TestScripts(t *testing.T) {
 			"sleep":       cmdSleep,
 			"exits":       cmdExits,
 			"ttyrun":      cmdTTYRun,
+			"waitlog":     cmdWaitLog,
 		},
 	})
 }
@@ -410,4 +412,31 @@ func openPTY() (master, slave *os.File, err error) {
 		return nil, nil, err
 	}
 	return m, s, nil
+}
+
+// waitlog CONTAINER REGEXP [COUNT]: wait (10 s at most) until the container's
+// log has COUNT (1) lines matching REGEXP.
+func cmdWaitLog(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: waitlog CONTAINER REGEXP [COUNT]")
+	}
+	re, err := regexp.Compile("(?m)" + args[1])
+	ts.Check(err)
+	want := 1
+	if len(args) > 2 {
+		want, err = strconv.Atoi(args[2])
+		ts.Check(err)
+	}
+	eng := withEngine(ts)
+	c, err := eng.Containers.Find(args[0])
+	ts.Check(err)
+	var got int
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var out strings.Builder
+		ts.Check(eng.Containers.Logs(context.Background(), c.ID, container.LogOptions{Tail: -1}, &out, &out))
+		if got = len(re.FindAllString(out.String(), -1)); got >= want {
+			return
+		}
+	}
+	ts.Fatalf("%s: %d log lines match %q, want %d", args[0], got, args[1], want)
 }
