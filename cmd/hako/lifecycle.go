@@ -14,6 +14,20 @@ import (
 	"hako.dev/hako/runtime/errdefs"
 )
 
+// findContainer opens the engine and resolves one container argument, with
+// Docker's exit-1 errors.
+func (c *cli) findContainer(ref string) (*engine.Engine, *container.Container, error) {
+	eng, err := c.engine()
+	if err != nil {
+		return nil, nil, fail1(err)
+	}
+	ctr, err := eng.Containers.Find(ref)
+	if err != nil {
+		return nil, nil, fail1(err)
+	}
+	return eng, ctr, nil
+}
+
 // eachContainer runs fn for every argument, printing errors Docker's way and
 // going on with the rest; it exits 1 if any failed.
 func (c *cli) eachContainer(args []string, fn func(eng *engine.Engine, ctr *container.Container, arg string) error) error {
@@ -51,13 +65,9 @@ func (c *cli) startCmd() *cobra.Command {
 				if len(args) > 1 {
 					return &exitError{code: 1, msg: "you cannot start and attach multiple containers at once"}
 				}
-				eng, err := c.engine()
+				eng, ctr, err := c.findContainer(args[0])
 				if err != nil {
-					return fail1(err)
-				}
-				ctr, err := eng.Containers.Find(args[0])
-				if err != nil {
-					return fail1(err)
+					return err
 				}
 				if ctr.State.Running {
 					return c.attachAndStart(cmd.Context(), eng, ctr, detachKeys, false, "attach")
@@ -249,13 +259,9 @@ func (c *cli) renameCmd() *cobra.Command {
 		Short: "Rename a container",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eng, err := c.engine()
+			eng, ctr, err := c.findContainer(args[0])
 			if err != nil {
-				return fail1(err)
-			}
-			ctr, err := eng.Containers.Find(args[0])
-			if err != nil {
-				return fail1(err)
+				return err
 			}
 			if err := eng.Containers.Rename(ctr.ID, args[1]); err != nil {
 				return fail1(fmt.Errorf("Error when allocating new name: %w", err))
@@ -271,13 +277,9 @@ func (c *cli) topCmd() *cobra.Command {
 		Short: "Display the running processes of a container",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eng, err := c.engine()
+			eng, ctr, err := c.findContainer(args[0])
 			if err != nil {
-				return fail1(err)
-			}
-			ctr, err := eng.Containers.Find(args[0])
-			if err != nil {
-				return fail1(err)
+				return err
 			}
 			ps, err := eng.Containers.Top(ctr.ID)
 			if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -41,13 +42,9 @@ func (c *cli) logsCmd() *cobra.Command {
 			if opt.Until, err = parseTimeArg(until); err != nil {
 				return &exitError{code: 1, msg: err.Error()}
 			}
-			eng, err := c.engine()
+			eng, ctr, err := c.findContainer(args[0])
 			if err != nil {
-				return fail1(err)
-			}
-			ctr, err := eng.Containers.Find(args[0])
-			if err != nil {
-				return fail1(err)
+				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, unix.SIGTERM)
 			defer stop()
@@ -116,13 +113,9 @@ func (c *cli) execCmd() *cobra.Command {
 			if o.Tty && interactive && !isTerminal(c.in) && !o.Detach {
 				return &exitError{code: 1, msg: "the input device is not a TTY"}
 			}
-			eng, err := c.engine()
+			eng, ctr, err := c.findContainer(args[0])
 			if err != nil {
-				return fail1(err)
-			}
-			ctr, err := eng.Containers.Find(args[0])
-			if err != nil {
-				return fail1(err)
+				return err
 			}
 			var stdio oci.Stdio
 			if !o.Tty && !o.Detach {
@@ -205,32 +198,12 @@ func (c *cli) pumpTerminal(ctx context.Context, p *oci.Process, interactive bool
 		}()
 	}
 	if interactive && c.in != nil {
-		go func() {
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := c.in.Read(buf)
-				if n > 0 {
-					p.Console.Write(buf[:n])
-				}
-				if err != nil {
-					return
-				}
-			}
-		}()
+		go io.Copy(p.Console, c.in)
 	}
 	done := make(chan struct{})
 	go func() {
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := p.Console.Read(buf)
-			if n > 0 {
-				c.out.Write(buf[:n])
-			}
-			if err != nil {
-				close(done)
-				return
-			}
-		}
+		io.Copy(c.out, p.Console) // ends with EIO once the process is gone
+		close(done)
 	}()
 	code, _ := p.Wait()
 	select {
@@ -249,13 +222,9 @@ func (c *cli) attachCmd() *cobra.Command {
 		Short: "Attach local standard input, output, and error streams to a running container",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eng, err := c.engine()
+			eng, ctr, err := c.findContainer(args[0])
 			if err != nil {
-				return fail1(err)
-			}
-			ctr, err := eng.Containers.Find(args[0])
-			if err != nil {
-				return fail1(err)
+				return err
 			}
 			if !ctr.State.Running {
 				return &exitError{code: 1, msg: "You cannot attach to a stopped container, start it first"}
