@@ -135,10 +135,9 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 	wake := make(chan os.Signal, 1)
 	signal.Notify(wake, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 
-	// The cgroup is made while the client connects (the first start).
-	cg, cgErr := cgroup.New("hako", c.ID, c.Limits())
-	m.cg, m.cgErr = cg, cgErr
 	report(syncMsg{Event: "listening"})
+	// The cgroup is made while the client connects (the first start).
+	m.cg, m.cgErr = cgroup.New("hako", c.ID, c.Limits())
 	// Idle most of its life: keep the heap small (every container pays for it).
 	debug.SetGCPercent(20)
 	if waitAttach {
@@ -184,6 +183,12 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 			code = exit
 		}
 		closeSync()
+		if c.HostConfig.AutoRemove {
+			// --rm (never with a restart policy): the record goes anyway.
+			m.removeSelf()
+			m.broadcast(frameExit, []byte(strconv.Itoa(code)))
+			return nil
+		}
 		restart := false
 		c, err = m.update(func(c *Container) {
 			c.State.Running, c.State.Pid, c.State.Status = false, 0, "exited"
@@ -198,9 +203,6 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 			}
 		})
 		if err != nil || !restart {
-			if c != nil && c.HostConfig.AutoRemove {
-				m.removeSelf()
-			}
 			m.broadcast(frameExit, []byte(strconv.Itoa(code)))
 			return nil
 		}
