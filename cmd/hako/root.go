@@ -104,6 +104,7 @@ func (c *cli) rootCmd() *cobra.Command {
 	root.RemoveCommand(findCmd(root, "inspect"))
 	root.AddCommand(c.inspectCmd(""))
 	root.AddCommand(c.imagesCmd(), c.rmiCmd(), c.tagCmd(), c.loadCmd(), c.importCmd(), c.versionCmd(), c.ociCmd())
+	root.AddCommand(c.saveCmd(), c.historyCmd())
 
 	ctr := &cobra.Command{Use: "container", Short: "Manage containers"}
 	for _, sub := range containerCmds() {
@@ -119,6 +120,7 @@ func (c *cli) rootCmd() *cobra.Command {
 	rm := c.rmiCmd()
 	rm.Use, rm.Aliases = "rm [OPTIONS] IMAGE [IMAGE...]", []string{"remove"}
 	img.AddCommand(ls, rm, c.tagCmd(), c.loadCmd(), c.importCmd(), c.inspectCmd("image"))
+	img.AddCommand(c.saveCmd(), c.historyCmd(), c.imagePruneCmd())
 	root.AddCommand(ctr, img)
 	return root
 }

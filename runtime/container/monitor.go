@@ -135,6 +135,7 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 	wake := make(chan os.Signal, 1)
 	signal.Notify(wake, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 
+	m.stdinOnce = c.Config.StdinOnce // before any client can say its stdin ended
 	report(syncMsg{Event: "listening"})
 	// The cgroup is made while the client connects (the first start).
 	m.cg, m.cgErr = cgroup.New("hako", c.ID, c.Limits())
@@ -149,7 +150,6 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 			return fmt.Errorf("monitor: nobody attached")
 		}
 	}
-	m.stdinOnce = c.Config.StdinOnce
 	backoff := 100 * time.Millisecond
 	for {
 		startedAt := time.Now()
