@@ -341,14 +341,30 @@ func (s *Store) NameTaken(name string) (*Container, error) {
 // Delete removes a container's directory. It is first renamed aside, so that a
 // killed removal never leaves a half-deleted container that still lists.
 func (s *Store) Delete(id string) error {
+	aside, err := s.SetAside(id)
+	if err != nil || aside == "" {
+		return err
+	}
+	return Purge(aside)
+}
+
+// SetAside renames a container's directory out of the listings (atomically:
+// from then on the container does not exist) and returns the new path, or ""
+// if it was gone already. Purge finishes the removal; a command killed in
+// between leaves a .removing- directory that CleanLeftovers sweeps.
+func (s *Store) SetAside(id string) (string, error) {
 	aside := filepath.Join(s.dir, ".removing-"+id)
 	if err := os.Rename(s.Dir(id), aside); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil
+			return "", nil
 		}
-		return err
+		return "", err
 	}
-	state.SyncDir(s.dir)
+	return aside, nil
+}
+
+// Purge deletes a directory set aside.
+func Purge(aside string) error {
 	unix.Unmount(filepath.Join(aside, "rootfs"), unix.MNT_DETACH)
 	return os.RemoveAll(aside)
 }

@@ -50,6 +50,7 @@ type monitor struct {
 	me        *Monitor
 	cg        *cgroup.Manager // made ahead of the first start
 	cgErr     error
+	used      *cgroup.Manager // the cgroup of the last run
 	// pending holds input that arrived before the process had a stdin (a
 	// client attaches before the start); it is written once there is one.
 	pending     []byte
@@ -175,6 +176,7 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 			m.broadcast(frameError, b)
 			if !m.started {
 				report(syncMsg{Event: "error", Error: err.Error(), Kind: kind})
+				m.dropCgroup()
 				if c.HostConfig.AutoRemove {
 					m.removeSelf()
 				}
@@ -184,9 +186,15 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 		}
 		closeSync()
 		if c.HostConfig.AutoRemove {
-			// --rm (never with a restart policy): the record goes anyway.
-			m.removeSelf()
+			// --rm (never with a restart policy): once set aside the
+			// container is gone for every command; the client may go on
+			// while its files and cgroup are deleted.
+			aside, _ := m.store.SetAside(m.id)
 			m.broadcast(frameExit, []byte(strconv.Itoa(code)))
+			m.dropCgroup()
+			if aside != "" {
+				Purge(aside)
+			}
 			return nil
 		}
 		restart := false
@@ -204,8 +212,10 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 		})
 		if err != nil || !restart {
 			m.broadcast(frameExit, []byte(strconv.Itoa(code)))
+			m.dropCgroup()
 			return nil
 		}
+		m.dropCgroup()
 		// Docker's backoff: 100ms, doubled at each restart, at most a minute,
 		// back to 100ms after a run of ten seconds or more.
 		if time.Since(startedAt) >= 10*time.Second {
@@ -247,6 +257,14 @@ func shouldRestart(c *Container) bool {
 	return false
 }
 
+// dropCgroup deletes the cgroup of the last run.
+func (m *monitor) dropCgroup() {
+	if m.used != nil {
+		m.used.Delete()
+		m.used = nil
+	}
+}
+
 func (m *monitor) removeSelf() {
 	if cg, err := cgroup.Load("hako", m.id); err == nil {
 		cg.Kill(unix.SIGKILL)
@@ -277,7 +295,7 @@ func (m *monitor) once(c *Container, report func(syncMsg)) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	defer cg.Delete()
+	m.used = cg // deleted by dropCgroup, once the client has its answer
 	var stdio oci.Stdio
 	var pumps sync.WaitGroup
 	var closers []*os.File
