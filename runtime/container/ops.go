@@ -219,10 +219,14 @@ func (s *Store) Remove(ctx context.Context, id string, force bool) error {
 		if !force {
 			return errdefs.Errorf(errdefs.ErrConflict, "cannot remove container \"/%s\": container is running: stop the container before removing or force remove", c.Name)
 		}
-		if _, err := s.Signal(id, unix.SIGKILL, true); err != nil && !errors.Is(err, errdefs.ErrNotRunning) {
-			return err
+		_, err := s.Signal(id, unix.SIGKILL, true)
+		if err == nil || errors.Is(err, errdefs.ErrNotRunning) {
+			_, err = s.WaitStopped(ctx, id)
 		}
-		if _, err := s.WaitStopped(ctx, id); err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return nil // a --rm container removed itself meanwhile: it is gone, as asked
+		}
+		if err != nil {
 			return err
 		}
 	}
