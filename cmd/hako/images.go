@@ -208,7 +208,11 @@ func (c *cli) tagCmd() *cobra.Command {
 				if errdefs.Is(err, errdefs.ErrNotFound) {
 					return fail1(err)
 				}
-				return &exitError{code: 1, msg: "Error parsing reference: \"" + args[1] + "\" is not a valid repository/tag: " + err.Error()}
+				msg := err.Error()
+				if !strings.HasPrefix(msg, "Error parsing reference") {
+					msg = "Error parsing reference: \"" + args[1] + "\" is not a valid repository/tag: " + msg
+				}
+				return &exitError{code: 1, msg: msg}
 			}
 			return nil
 		},

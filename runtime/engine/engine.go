@@ -71,6 +71,9 @@ var ErrImageNotFound = errors.New("image not found")
 // Create makes a container from an image, ready to start.
 func (e *Engine) Create(ctx context.Context, opt CreateOptions) (*container.Container, error) {
 	cfg := opt.Config
+	if _, err := image.NormalizeRef(cfg.Image); err != nil && !looksLikeID(cfg.Image) {
+		return nil, err
+	}
 	img, err := e.Images.Get(cfg.Image)
 	if err != nil {
 		if errdefs.Is(err, errdefs.ErrNotFound) {
@@ -265,4 +268,18 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// looksLikeID reports whether ref is an image ID or a prefix of one.
+func looksLikeID(ref string) bool {
+	ref = strings.TrimPrefix(ref, "sha256:")
+	if ref == "" || len(ref) > 64 {
+		return false
+	}
+	for _, r := range ref {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
 }
