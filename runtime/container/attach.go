@@ -48,30 +48,7 @@ type startError struct {
 	Kind  string `json:"kind"`
 }
 
-func kindName(err error) string {
-	switch {
-	case errors.Is(err, errdefs.ErrCommandNotFound):
-		return "notfound"
-	case errors.Is(err, errdefs.ErrCannotInvoke):
-		return "noinvoke"
-	case errors.Is(err, errdefs.ErrInvalid):
-		return "invalid"
-	}
-	return ""
-}
-
-func (e startError) err() error {
-	var kind error
-	switch e.Kind {
-	case "notfound":
-		kind = errdefs.ErrCommandNotFound
-	case "noinvoke":
-		kind = errdefs.ErrCannotInvoke
-	case "invalid":
-		kind = errdefs.ErrInvalid
-	}
-	return &oci.ProcessError{Msg: e.Error, Kind: kind}
-}
+func (e startError) err() error { return oci.NewProcessError(e.Error, e.Kind) }
 
 func writeFrame(w io.Writer, typ byte, payload []byte) error {
 	buf := make([]byte, 5+len(payload))

@@ -82,7 +82,7 @@ func MonitorMain(args []string) int {
 			sync = nil
 		}
 	}); err != nil {
-		report(syncMsg{Event: "error", Error: err.Error(), Kind: kindName(err)})
+		report(syncMsg{Event: "error", Error: err.Error(), Kind: oci.KindName(err)})
 		return 1
 	}
 	return 0
@@ -156,7 +156,7 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 		startedAt := time.Now()
 		code, err := m.once(c, report)
 		if err != nil {
-			kind := kindName(err)
+			kind := oci.KindName(err)
 			exit := 125
 			switch kind {
 			case "notfound":

@@ -309,7 +309,7 @@ func prepareProcess(p *specs.Process, user string) (*prepared, error) {
 	if user != "" {
 		u, err := lookupUser(user)
 		if err != nil {
-			return nil, &kindError{"user", err}
+			return nil, &kindError{"invalid", err}
 		}
 		pr.uid, pr.gid, pr.groups, home = u.uid, u.gid, u.groups, u.home
 	} else if u, err := lookupUser(strconv.Itoa(int(pr.uid))); err == nil {

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"errors"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -44,7 +45,7 @@ type ExecConfig struct {
 type reply struct {
 	Type  string `json:"type"` // "console" (fd attached), "ready", "error"
 	Error string `json:"error,omitempty"`
-	Kind  string `json:"kind,omitempty"` // "notfound", "noinvoke", "user", ""
+	Kind  string `json:"kind,omitempty"` // see KindName
 }
 
 // ProcessError is a failure of the container's process to start.
@@ -56,17 +57,35 @@ type ProcessError struct {
 func (e *ProcessError) Error() string { return e.Msg }
 func (e *ProcessError) Unwrap() error { return e.Kind }
 
-func (r reply) err() error {
-	var kind error
-	switch r.Kind {
-	case "notfound":
-		kind = errdefs.ErrCommandNotFound
-	case "noinvoke":
-		kind = errdefs.ErrCannotInvoke
-	case "user":
-		kind = errdefs.ErrInvalid
+func (r reply) err() error { return NewProcessError(r.Error, r.Kind) }
+
+// KindName names the kind of a start failure for a message between
+// processes: "notfound" (exit 127), "noinvoke" (126), "invalid" (125, e.g. an
+// unknown user), or "".
+func KindName(err error) string {
+	switch {
+	case errors.Is(err, errdefs.ErrCommandNotFound):
+		return "notfound"
+	case errors.Is(err, errdefs.ErrCannotInvoke):
+		return "noinvoke"
+	case errors.Is(err, errdefs.ErrInvalid):
+		return "invalid"
 	}
-	return &ProcessError{Msg: r.Error, Kind: kind}
+	return ""
+}
+
+// NewProcessError rebuilds a start failure from its message and KindName.
+func NewProcessError(msg, kind string) error {
+	var k error
+	switch kind {
+	case "notfound":
+		k = errdefs.ErrCommandNotFound
+	case "noinvoke":
+		k = errdefs.ErrCannotInvoke
+	case "invalid":
+		k = errdefs.ErrInvalid
+	}
+	return &ProcessError{Msg: msg, Kind: k}
 }
 
 // channel is the init's end of the socket to the host.
