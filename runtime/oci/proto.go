@@ -1,8 +1,8 @@
 package oci
 
 import (
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 
