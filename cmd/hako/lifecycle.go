@@ -146,9 +146,6 @@ func (c *cli) restartCmd() *cobra.Command {
 				if err := eng.Containers.Stop(cmd.Context(), ctr.ID, time.Duration(timeout)*time.Second); err != nil {
 					return err
 				}
-				if err := waitMonitorGone(cmd.Context(), eng, ctr.ID); err != nil {
-					return err
-				}
 				if _, err := eng.Containers.StartMonitor(ctr.ID, false); err != nil {
 					return fmt.Errorf("Cannot restart container %s: %w", arg, err)
 				}
@@ -159,26 +156,6 @@ func (c *cli) restartCmd() *cobra.Command {
 	}
 	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "Seconds to wait before killing the container")
 	return cmd
-}
-
-// waitMonitorGone waits for a stopped container's monitor to finish, so that
-// a new one can take over.
-func waitMonitorGone(ctx context.Context, eng *engine.Engine, id string) error {
-	for i := 0; i < 500; i++ {
-		ctr, err := eng.Containers.Load(id)
-		if err != nil {
-			return err
-		}
-		if ctr.Monitor == nil || !ctr.Monitor.Alive() {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("the monitor of %s does not exit", id[:12])
 }
 
 func (c *cli) killCmd() *cobra.Command {

@@ -206,9 +206,8 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 			if restart {
 				c.State.Restarting, c.State.Status = true, "restarting"
 				c.RestartCount++
-			} else {
-				c.Monitor = nil
 			}
+			// Monitor stays: until this process is gone, a new start waits.
 		})
 		if err != nil || !restart {
 			m.broadcast(frameExit, []byte(strconv.Itoa(code)))
@@ -230,7 +229,7 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 			cur, err := m.store.Load(m.id)
 			if err != nil || cur.StopRequested {
 				m.update(func(c *Container) {
-					c.State.Restarting, c.State.Status, c.Monitor = false, "exited", nil
+					c.State.Restarting, c.State.Status = false, "exited"
 				})
 				m.broadcast(frameExit, []byte(strconv.Itoa(code)))
 				return nil

@@ -26,6 +26,18 @@ import (
 // once the container's process runs (or failed to start); with it, once the
 // monitor listens for the client whose attachment starts the container.
 func (s *Store) StartMonitor(id string, waitAttach bool) (pid int, err error) {
+	// The monitor of the last run may still be finishing (its cgroup, its
+	// socket): two monitors never share a container.
+	for i := 0; i < 1000; i++ {
+		c, err := s.Load(id)
+		if err != nil {
+			return 0, err
+		}
+		if c.Monitor == nil || !c.Monitor.Alive() || c.State.Running || c.State.Restarting {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return 0, err
