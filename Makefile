@@ -8,9 +8,10 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED := 1
 
-# Debian packages: busybox-static builds the offline test image; crun and runc
-# are the anchors `make bench` compares against.
-TEST_PKGS  := busybox-static
+# Debian packages: busybox-static builds the offline test image;
+# docker-registry is the reference registry the push/pull tests use on
+# 127.0.0.1; crun and runc are the anchors `make bench` compares against.
+TEST_PKGS  := busybox-static docker-registry
 BENCH_PKGS := crun runc
 
 .PHONY: all build run test bench images deps bench-deps clean

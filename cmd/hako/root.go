@@ -104,7 +104,7 @@ func (c *cli) rootCmd() *cobra.Command {
 	root.RemoveCommand(findCmd(root, "inspect"))
 	root.AddCommand(c.inspectCmd(""))
 	root.AddCommand(c.imagesCmd(), c.rmiCmd(), c.tagCmd(), c.loadCmd(), c.importCmd(), c.versionCmd(), c.ociCmd())
-	root.AddCommand(c.saveCmd(), c.historyCmd())
+	root.AddCommand(c.saveCmd(), c.historyCmd(), c.pullCmd(), c.pushCmd())
 
 	ctr := &cobra.Command{Use: "container", Short: "Manage containers"}
 	for _, sub := range containerCmds() {
@@ -120,7 +120,7 @@ func (c *cli) rootCmd() *cobra.Command {
 	rm := c.rmiCmd()
 	rm.Use, rm.Aliases = "rm [OPTIONS] IMAGE [IMAGE...]", []string{"remove"}
 	img.AddCommand(ls, rm, c.tagCmd(), c.loadCmd(), c.importCmd(), c.inspectCmd("image"))
-	img.AddCommand(c.saveCmd(), c.historyCmd(), c.imagePruneCmd())
+	img.AddCommand(c.saveCmd(), c.historyCmd(), c.imagePruneCmd(), c.pullCmd(), c.pushCmd())
 	root.AddCommand(ctr, img)
 	return root
 }
@@ -158,9 +158,6 @@ func (c *cli) runError(cmdName string, err error) error {
 	case errdefs.Is(err, errdefs.ErrCannotInvoke):
 		code = 126
 		msg = "failed to create task for container: unable to start container process: " + msg
-	}
-	if strings.HasPrefix(msg, "Unable to find image") {
-		return &exitError{code: code, msg: msg + "\n" + c.prog + ": Error response from daemon: pull access denied: hako cannot pull images yet; load one with `" + c.prog + " load -i FILE`.\nSee '" + c.prog + " " + cmdName + " --help'."}
 	}
 	return &exitError{code: code, msg: c.prog + ": Error response from daemon: " + msg + ".\nSee '" + c.prog + " " + cmdName + " --help'."}
 }

@@ -31,6 +31,7 @@ type createFlags struct {
 	pidsLimit                                          int64
 	env, envFile, attach, securityOpt, capAdd, capDrop []string
 	labels, publish, volumes                           []string
+	pull, platform                                     string
 	interactive, tty, rm, readOnly, init, privileged   bool
 }
 
@@ -50,6 +51,8 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.Int64Var(&f.pidsLimit, "pids-limit", 0, "Tune container pids limit (set -1 for unlimited)")
 	fs.StringVar(&f.network, "network", "", "Connect a container to a network")
 	fs.StringVar(&f.detachKeys, "detach-keys", "", "Override the key sequence for detaching a container")
+	fs.StringVar(&f.pull, "pull", "missing", `Pull image before running ("always", "missing", "never")`)
+	fs.StringVar(&f.platform, "platform", "", "Set platform if server is multi-platform capable")
 	fs.StringArrayVarP(&f.env, "env", "e", nil, "Set environment variables")
 	fs.StringArrayVar(&f.envFile, "env-file", nil, "Read in a file of environment variables")
 	fs.StringArrayVarP(&f.attach, "attach", "a", nil, "Attach to STDIN, STDOUT or STDERR")
@@ -72,6 +75,13 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 func (f *createFlags) options(fs *pflag.FlagSet, args []string) (engine.CreateOptions, error) {
 	var o engine.CreateOptions
 	o.Name = f.name
+	switch f.pull {
+	case "missing", "always", "never":
+		o.Pull = f.pull
+	default:
+		return o, fmt.Errorf("invalid pull option: '%s': must be one of \"always\", \"missing\" or \"never\"", f.pull)
+	}
+	o.Platform = f.platform
 	cfg := &o.Config
 	cfg.Image = args[0]
 	cfg.Cmd = args[1:]
@@ -334,6 +344,7 @@ func (c *cli) createCmd() *cobra.Command {
 			if err != nil {
 				return &exitError{code: 125, msg: err.Error()}
 			}
+			o.PullProgress = c.err
 			ctr, err := eng.Create(cmd.Context(), o)
 			if err != nil {
 				return c.runError("create", err)
@@ -367,6 +378,7 @@ func (c *cli) runCmd() *cobra.Command {
 				return &exitError{code: 125, msg: err.Error()}
 			}
 			ctx := cmd.Context()
+			o.PullProgress = c.err
 			ctr, err := eng.Create(ctx, o)
 			if err != nil {
 				return c.runError("run", err)

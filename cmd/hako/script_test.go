@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,6 +82,9 @@ func TestScripts(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			root := filepath.Join(env.WorkDir, "state")
 			env.Setenv("HAKO_ROOT", root)
+			// Pull only from the tests' own registries on 127.0.0.1: no traffic
+			// leaves the machine.
+			env.Setenv("HAKO_OFFLINE", "1")
 			env.Setenv("BUSYBOX_TAR", tar)
 			env.Setenv("HAKO_OCI_STATE", filepath.Join(env.WorkDir, "oci-state"))
 			env.Defer(func() { cleanupRoot(root); cleanupOCI(filepath.Join(env.WorkDir, "oci-state")) })
@@ -101,6 +106,7 @@ func TestScripts(t *testing.T) {
 			"exits":       cmdExits,
 			"ttyrun":      cmdTTYRun,
 			"waitlog":     cmdWaitLog,
+			"registry":    cmdRegistry,
 		},
 	})
 }
@@ -439,4 +445,45 @@ func cmdWaitLog(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	ts.Fatalf("%s: %d log lines match %q, want %d", args[0], got, args[1], want)
+}
+
+// registry: start Debian's docker-registry (the reference distribution
+// registry) on a free 127.0.0.1 port with its data under $WORK, wait until it
+// answers, and set $REGISTRY to its host:port. It is stopped, by PID, when the
+// script ends.
+func cmdRegistry(ts *testscript.TestScript, neg bool, args []string) {
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		ts.Fatalf("docker-registry is not installed (Debian package docker-registry)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := ts.MkAbs("registry")
+	ts.Check(os.MkdirAll(dir, 0o755))
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
+	cfgPath := filepath.Join(dir, "config.yml")
+	ts.Check(os.WriteFile(cfgPath, []byte(cfg), 0o644))
+	logf, err := os.Create(filepath.Join(dir, "registry.log"))
+	ts.Check(err)
+	cmd := exec.Command(bin, "serve", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	ts.Check(cmd.Start())
+	ts.Defer(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("docker-registry did not answer on %s: %v", addr, err)
+		}
+	}
+	ts.Setenv("REGISTRY", addr)
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,7 +64,16 @@ type CreateOptions struct {
 	HostConfig container.HostConfig
 	// EntrypointSet: --entrypoint was given (even empty): the image's CMD is dropped too.
 	EntrypointSet bool
+	// Pull is --pull: "missing" (Docker's default), "always" or "never".
+	Pull string
+	// PullProgress receives "Unable to find image ..." and the pull's lines.
+	PullProgress io.Writer
+	// Platform is --platform, for a pull.
+	Platform string
 }
+
+// Offline reports HAKO_OFFLINE: pull only from loopback registries.
+func Offline() bool { return os.Getenv("HAKO_OFFLINE") == "1" }
 
 // ErrImageNotFound is wrapped by Create when the image is not in the store.
 var ErrImageNotFound = errors.New("image not found")
@@ -74,15 +84,36 @@ func (e *Engine) Create(ctx context.Context, opt CreateOptions) (*container.Cont
 	if _, err := image.NormalizeRef(cfg.Image); err != nil && !looksLikeID(cfg.Image) {
 		return nil, err
 	}
-	img, err := e.Images.Get(cfg.Image)
-	if err != nil {
-		if errdefs.Is(err, errdefs.ErrNotFound) {
-			ref := cfg.Image
-			if n, nerr := image.NormalizeRef(ref); nerr == nil && !strings.HasPrefix(ref, "sha256:") {
-				ref = image.FamiliarRef(n)
-			}
-			return nil, errdefs.Errorf(errdefs.ErrNotFound, "Unable to find image '%s' locally", ref)
+	progress := opt.PullProgress
+	if progress == nil {
+		progress = io.Discard
+	}
+	// run = pull + create + start: pull when missing (or always), as Docker.
+	pull := func() error {
+		_, err := e.Images.Pull(ctx, cfg.Image, image.PullOptions{Progress: progress, Platform: opt.Platform, Offline: Offline()})
+		return err
+	}
+	if opt.Pull == "always" && !looksLikeID(cfg.Image) {
+		if err := pull(); err != nil {
+			return nil, err
 		}
+	}
+	img, err := e.Images.Get(cfg.Image)
+	if errdefs.Is(err, errdefs.ErrNotFound) && !looksLikeID(cfg.Image) {
+		ref := cfg.Image
+		if n, nerr := image.NormalizeRef(ref); nerr == nil {
+			ref = image.FamiliarRef(n)
+		}
+		if opt.Pull == "never" {
+			return nil, errdefs.Errorf(errdefs.ErrNotFound, "No such image: %s", ref)
+		}
+		fmt.Fprintf(progress, "Unable to find image '%s' locally\n", ref)
+		if err := pull(); err != nil {
+			return nil, err
+		}
+		img, err = e.Images.Get(cfg.Image)
+	}
+	if err != nil {
 		return nil, err
 	}
 	ic := img.Config.Config
