@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -155,19 +156,52 @@ func (s *Store) Pull(ctx context.Context, ref string, opt PullOptions) (string, 
 		fmt.Fprintf(progress, "%s: Pulling fs layer\n", shorts[i])
 		fetch = append(fetch, i)
 	}
+	// Layers are fetched and unpacked three at a time (Docker's default
+	// max-concurrent-downloads), each into a staging directory of its own.
 	seen := map[string]bool{}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		slots    = make(chan struct{}, 3)
+	)
 	for _, i := range fetch {
 		if seen[chains[i]] { // the same layer twice in one image
 			continue
 		}
 		seen[chains[i]] = true
-		if err := ctx.Err(); err != nil {
-			return "", err
-		}
-		if err := s.unpackPending(work, pi.layers[i]); err != nil {
-			return "", pullError(familiar, fmt.Errorf("layer %s: %w", shorts[i], err))
-		}
-		fmt.Fprintf(progress, "%s: Pull complete\n", shorts[i])
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			mu.Lock()
+			stop := firstErr != nil
+			mu.Unlock()
+			if stop {
+				return
+			}
+			err := ctx.Err()
+			if err == nil {
+				err = s.unpackPending(work, pi.layers[i])
+				if err != nil {
+					err = pullError(familiar, fmt.Errorf("layer %s: %w", shorts[i], err))
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			fmt.Fprintf(progress, "%s: Pull complete\n", shorts[i])
+		}(i)
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return "", firstErr
 	}
 	// install unpacks whatever vanished meanwhile, then commits under the lock.
 	if _, err := s.install(work, []*pendingImage{pi}); err != nil {
