@@ -38,6 +38,14 @@ type bench struct {
 
 	monitorUp bool // benchmon exists in hakoRoot
 	cleaned   bool
+
+	nLoad   int       // measured runs of the load-200m and pull-local rows
+	loadFS  string    // "tmpfs" or "ext4": the fresh file systems of those rows
+	fsSeq   int       // numbers the fresh file systems
+	fsNoted bool      // the note on them was made
+	big     *bigImage // the generated ~200 MB image; nil until made
+	bigErr  error
+	reg     *registry // the running docker-registry, if any
 }
 
 func newBench(hako string, n int) (*bench, error) {
@@ -414,6 +422,7 @@ func (b *bench) cleanup() {
 		return
 	}
 	b.cleaned = true
+	b.stopRegistry()
 	if b.hakoRoot != "" {
 		b.removeMonitorContainer()
 		if out, err := quiet(b.hakoEnv(), b.hako, "ps", "-a", "-q"); err == nil {

@@ -22,6 +22,7 @@ var version = "0.1.0-dev"
 
 func main() {
 	oci.Main() // a container's init or exec: never returns
+	container.ExportMain()
 	if os.Getenv(container.EnvMonitor) == "1" {
 		os.Exit(container.MonitorMain(os.Args[1:]))
 	}

@@ -105,6 +105,7 @@ func (c *cli) rootCmd() *cobra.Command {
 	root.AddCommand(c.inspectCmd(""))
 	root.AddCommand(c.imagesCmd(), c.rmiCmd(), c.tagCmd(), c.loadCmd(), c.importCmd(), c.versionCmd(), c.ociCmd())
 	root.AddCommand(c.saveCmd(), c.historyCmd(), c.pullCmd(), c.pushCmd())
+	root.AddCommand(c.loginCmd(), c.logoutCmd(), c.exportCmd(), c.searchCmd())
 
 	ctr := &cobra.Command{Use: "container", Short: "Manage containers"}
 	for _, sub := range containerCmds() {
@@ -114,6 +115,7 @@ func (c *cli) rootCmd() *cobra.Command {
 		}
 		ctr.AddCommand(sub)
 	}
+	ctr.AddCommand(c.exportCmd())
 	img := &cobra.Command{Use: "image", Short: "Manage images"}
 	ls := c.imagesCmd()
 	ls.Use, ls.Aliases = "ls [OPTIONS] [REPOSITORY[:TAG]]", []string{"list"}

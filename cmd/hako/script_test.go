@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 	// The test binary stands in for hako: it is re-executed as a container's
 	// init, exec and monitor too.
 	oci.Main()
+	container.ExportMain()
 	if os.Getenv(container.EnvMonitor) == "1" {
 		os.Exit(container.MonitorMain(os.Args[1:]))
 	}
@@ -447,11 +448,23 @@ func cmdWaitLog(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Fatalf("%s: %d log lines match %q, want %d", args[0], got, args[1], want)
 }
 
-// registry: start Debian's docker-registry (the reference distribution
-// registry) on a free 127.0.0.1 port with its data under $WORK, wait until it
-// answers, and set $REGISTRY to its host:port. It is stopped, by PID, when the
-// script ends.
+// registry [-htpasswd USER PASS]: start Debian's docker-registry (the
+// reference distribution registry) on a free 127.0.0.1 port with its data under
+// $WORK, wait until it answers, and set $REGISTRY to its host:port. With
+// -htpasswd it requires that user (bcrypt htpasswd file made by Debian's
+// apache2-utils, realm hako). It is stopped, by PID, when the script ends.
 func cmdRegistry(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("unsupported: ! registry")
+	}
+	var htUser, htPass string
+	switch {
+	case len(args) == 0:
+	case len(args) == 3 && args[0] == "-htpasswd":
+		htUser, htPass = args[1], args[2]
+	default:
+		ts.Fatalf("usage: registry [-htpasswd USER PASS]")
+	}
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
 		ts.Fatalf("docker-registry is not installed (Debian package docker-registry)")
@@ -463,6 +476,17 @@ func cmdRegistry(ts *testscript.TestScript, neg bool, args []string) {
 	dir := ts.MkAbs("registry")
 	ts.Check(os.MkdirAll(dir, 0o755))
 	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
+	if htUser != "" {
+		htpasswd, err := exec.LookPath("htpasswd")
+		if err != nil {
+			ts.Fatalf("htpasswd is not installed (Debian package apache2-utils)")
+		}
+		out, err := exec.Command(htpasswd, "-Bbn", htUser, htPass).Output()
+		ts.Check(err)
+		pwPath := filepath.Join(dir, "htpasswd")
+		ts.Check(os.WriteFile(pwPath, out, 0o644))
+		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: hako\n    path: %s\n", pwPath)
+	}
 	cfgPath := filepath.Join(dir, "config.yml")
 	ts.Check(os.WriteFile(cfgPath, []byte(cfg), 0o644))
 	logf, err := os.Create(filepath.Join(dir, "registry.log"))
