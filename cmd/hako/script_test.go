@@ -108,6 +108,8 @@ func TestScripts(t *testing.T) {
 			"ttyrun":      cmdTTYRun,
 			"waitlog":     cmdWaitLog,
 			"registry":    cmdRegistry,
+			"freeport":    cmdFreePort,
+			"waithttp":    cmdWaitHTTP,
 		},
 	})
 }
@@ -510,4 +512,27 @@ func cmdRegistry(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	ts.Setenv("REGISTRY", addr)
+}
+
+// freeport VAR: set VAR to a free TCP port on 127.0.0.1.
+func cmdFreePort(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: freeport VAR")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	ts.Setenv(args[0], port)
+}
+
+// waithttp URL: wait (10 s at most) until URL answers at all.
+func cmdWaitHTTP(ts *testscript.TestScript, neg bool, args []string) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(args[0]); err == nil {
+			resp.Body.Close()
+			return
+		}
+	}
+	ts.Fatalf("%s does not answer", args[0])
 }
