@@ -57,24 +57,34 @@ func (l *limitReader) Read(p []byte) (int, error) {
 // decompress looks at the first bytes of r and undoes gzip or bzip2; anything
 // else is returned as is (a plain tar). The caller closes the result.
 func decompress(r io.Reader) (io.ReadCloser, error) {
-	br := bufio.NewReader(r)
+	zr, _, err := decompressKind(r)
+	return zr, err
+}
+
+// copyBufSize is the buffer of the copies that move layer and file data.
+const copyBufSize = 1 << 20
+
+// decompressKind is decompress that also reports whether the data was
+// compressed (false: the result reads r's bytes unchanged).
+func decompressKind(r io.Reader) (io.ReadCloser, bool, error) {
+	br := bufio.NewReaderSize(r, copyBufSize)
 	magic, _ := br.Peek(10)
 	switch {
 	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
+			return nil, true, fmt.Errorf("gzip: %w", err)
 		}
-		return zr, nil
+		return zr, true, nil
 	case len(magic) == 10 && bytes.HasPrefix(magic, []byte("BZh")) && magic[3] >= '1' && magic[3] <= '9' &&
 		bytes.Equal(magic[4:], []byte{0x31, 0x41, 0x59, 0x26, 0x53, 0x59}):
-		return io.NopCloser(bzip2.NewReader(br)), nil
+		return io.NopCloser(bzip2.NewReader(br)), true, nil
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return nil, fmt.Errorf("zstd-compressed data: %w", errdefs.ErrUnsupported)
+		return nil, true, fmt.Errorf("zstd-compressed data: %w", errdefs.ErrUnsupported)
 	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		return nil, fmt.Errorf("xz-compressed data: %w", errdefs.ErrUnsupported)
+		return nil, true, fmt.Errorf("xz-compressed data: %w", errdefs.ErrUnsupported)
 	}
-	return io.NopCloser(br), nil
+	return io.NopCloser(br), false, nil
 }
 
 // cleanName turns a tar entry name into a slash-separated path relative to the
@@ -106,6 +116,13 @@ type unpacker struct {
 	isRoot bool     // device nodes and chown need root
 	size   int64
 	dirs   []dirTime
+	buf    []byte // for copying file data
+
+	// The parent directory of the previous entry, kept open because most
+	// entries share their parent with the one before. It is dropped whenever
+	// anything is removed, so it always is what walking the path would give.
+	cacheRel string
+	cacheFd  int // -1 when nothing is cached
 }
 
 type dirTime struct {
@@ -129,7 +146,8 @@ func applyLayer(dst string, r io.Reader, max int64) (size int64, err error) {
 		return 0, err
 	}
 	defer rootFS.Close()
-	u := &unpacker{root: fd, rootFS: rootFS, isRoot: os.Geteuid() == 0}
+	u := &unpacker{root: fd, rootFS: rootFS, isRoot: os.Geteuid() == 0, buf: make([]byte, copyBufSize), cacheFd: -1}
+	defer u.dropCache()
 
 	tr := tar.NewReader(lr)
 	for {
@@ -151,7 +169,7 @@ func applyLayer(dst string, r io.Reader, max int64) (size int64, err error) {
 		}
 	}
 	// The tar may be padded past its end marker; the digest covers the padding.
-	if _, err := io.Copy(io.Discard, lr); err != nil {
+	if _, err := io.CopyBuffer(io.Discard, onlyReader{lr}, u.buf); err != nil {
 		return 0, fmt.Errorf("read layer: %w", err)
 	}
 	return u.size, nil
@@ -172,15 +190,27 @@ func (u *unpacker) apply(hdr *tar.Header, r io.Reader) error {
 		return u.whiteout(rel, dir, base)
 	}
 
-	parent, err := u.openDir(dir, true)
+	parent, err := u.parentDir(dir)
 	if err != nil {
 		return fmt.Errorf("%s: %w", hdr.Name, err)
 	}
-	defer unix.Close(parent)
 	if rel == "." {
 		base = "."
 		if hdr.Typeflag != tar.TypeDir {
 			return fmt.Errorf("%q: the layer root must be a directory: %w", hdr.Name, errdefs.ErrInvalid)
+		}
+	}
+
+	mode := uint32(hdr.Mode) & 0o7777
+	if hdr.Typeflag == tar.TypeReg && rel != "." {
+		// Most regular files are new: try to create first, and only look at
+		// what is there when something is.
+		ffd, err := unix.Openat(parent, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			return u.regular(ffd, parent, base, rel, hdr, r, mode)
+		}
+		if !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("%s: %w", hdr.Name, err)
 		}
 	}
 
@@ -196,8 +226,13 @@ func (u *unpacker) apply(hdr *tar.Header, r io.Reader) error {
 	} else if !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("%s: %w", hdr.Name, err)
 	}
+	if u.cacheFd < 0 {
+		// remove dropped the cached parent: open it again.
+		if parent, err = u.parentDir(dir); err != nil {
+			return fmt.Errorf("%s: %w", hdr.Name, err)
+		}
+	}
 
-	mode := uint32(hdr.Mode) & 0o7777
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		if rel != "." {
@@ -222,18 +257,7 @@ func (u *unpacker) apply(hdr *tar.Header, r io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", hdr.Name, err)
 		}
-		f := os.NewFile(uintptr(ffd), rel)
-		n, err := io.Copy(f, r)
-		if err == nil {
-			err = u.fileMeta(int(f.Fd()), hdr, mode)
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", hdr.Name, err)
-		}
-		u.size += n
+		return u.regular(ffd, parent, base, rel, hdr, r, mode)
 
 	case tar.TypeSymlink:
 		if hdr.Linkname == "" {
@@ -273,6 +297,50 @@ func (u *unpacker) apply(hdr *tar.Header, r io.Reader) error {
 	return u.setTimesAt(parent, base, tarTimes(hdr), hdr.Name)
 }
 
+// regular fills the regular file just created as ffd, and sets its metadata.
+func (u *unpacker) regular(ffd, parent int, base, rel string, hdr *tar.Header, r io.Reader, mode uint32) error {
+	f := os.NewFile(uintptr(ffd), rel)
+	n, err := io.CopyBuffer(onlyWriter{f}, onlyReader{r}, u.buf)
+	if err == nil {
+		err = u.fileMeta(ffd, hdr, mode)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", hdr.Name, err)
+	}
+	u.size += n
+	return u.setTimesAt(parent, base, tarTimes(hdr), hdr.Name)
+}
+
+// onlyReader and onlyWriter hide ReadFrom and WriteTo, so that
+// io.CopyBuffer uses the buffer it is given.
+type onlyReader struct{ io.Reader }
+type onlyWriter struct{ io.Writer }
+
+// parentDir is openDir(rel, true) through the one-entry cache: the caller
+// must not close the descriptor, valid until the next parentDir or remove.
+func (u *unpacker) parentDir(rel string) (int, error) {
+	if u.cacheFd >= 0 && u.cacheRel == rel {
+		return u.cacheFd, nil
+	}
+	u.dropCache()
+	fd, err := u.openDir(rel, true)
+	if err != nil {
+		return -1, err
+	}
+	u.cacheRel, u.cacheFd = rel, fd
+	return fd, nil
+}
+
+func (u *unpacker) dropCache() {
+	if u.cacheFd >= 0 {
+		unix.Close(u.cacheFd)
+		u.cacheFd = -1
+	}
+}
+
 // whiteout turns an AUFS marker into its overlayfs form.
 func (u *unpacker) whiteout(rel, dir, base string) error {
 	if base == whiteoutOpaque {
@@ -305,6 +373,7 @@ func (u *unpacker) whiteout(rel, dir, base string) error {
 	}
 	defer unix.Close(parent)
 	target := path.Join(dir, name)
+	u.dropCache()
 	var st unix.Stat_t
 	if err := unix.Fstatat(parent, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
 		if err := u.remove(target, parent, name, st.Mode); err != nil {
@@ -386,6 +455,9 @@ func (u *unpacker) remove(rel string, parent int, base string, mode uint32) erro
 	if base == "." {
 		return fmt.Errorf("cannot replace the layer root: %w", errdefs.ErrInvalid)
 	}
+	// What a cached path resolves to may change: walk again next time
+	// (parent itself stays open until this returns).
+	defer u.dropCache()
 	if mode&unix.S_IFMT == unix.S_IFDIR {
 		// os.Root confines RemoveAll to the layer; rel's parents were checked to be real directories.
 		if err := u.rootFS.RemoveAll(rel); err != nil {

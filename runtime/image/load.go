@@ -41,6 +41,7 @@ type pendingLayer struct {
 	diffID   string
 	open     func() (io.ReadCloser, error)
 	unpacked *unpackedLayer
+	spooled  *spooledFile // the archive file open reads, if any
 }
 
 // unpackedLayer is a layer unpacked in a work directory, ready to be renamed
@@ -90,14 +91,21 @@ func (s *Store) Load(r io.Reader) (loaded []string, err error) {
 // any order, and manifest.json usually comes last.
 type archive struct {
 	dir   string
-	files map[string]spooledFile
+	files map[string]*spooledFile
 	links map[string]string // symlinks (old `docker save` links repeated layers)
 }
 
 type spooledFile struct {
 	path   string
 	digest string
+	// layer is the file unpacked as a layer while it was read, when it was
+	// a tar; taken (set to nil) by the first layer that uses it.
+	layer *unpackedLayer
 }
+
+// minSpeculate is the size from which an archive file is unpacked as a layer
+// while it is read: an empty tar is 1 KiB.
+const minSpeculate = 1024
 
 func (s *Store) spool(r io.Reader, work string) (*archive, error) {
 	zr, err := decompress(r)
@@ -105,8 +113,9 @@ func (s *Store) spool(r io.Reader, work string) (*archive, error) {
 		return nil, err
 	}
 	defer zr.Close()
-	a := &archive{dir: work, files: map[string]spooledFile{}, links: map[string]string{}}
+	a := &archive{dir: work, files: map[string]*spooledFile{}, links: map[string]string{}}
 	tr := tar.NewReader(&limitReader{r: zr, max: s.MaxLayerSize})
+	buf := make([]byte, copyBufSize)
 	for n := 0; ; n++ {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -125,14 +134,41 @@ func (s *Store) spool(r io.Reader, work string) (*archive, error) {
 				return nil, err
 			}
 			h := sha256.New()
-			_, err = io.Copy(io.MultiWriter(f, h), tr)
+			w := newAsyncWriter(io.MultiWriter(f, h))
+			// Layers are unpacked as they stream by, instead of being read
+			// back from the spooled file: most archive files are layers. If
+			// the file is no layer tar after all, the work is thrown away and
+			// a layer naming it is unpacked from the spooled file as usual.
+			var layer *unpackedLayer
+			var plain bool
+			if hdr.Size >= minSpeculate && !strings.HasSuffix(name, ".json") {
+				var uerr error
+				layer, plain, uerr = s.unpackRaw(work, io.TeeReader(tr, w), true)
+				if uerr != nil {
+					layer = nil
+				}
+			}
+			_, err = io.CopyBuffer(w, onlyReader{tr}, buf)
+			if werr := w.Close(); err == nil {
+				err = werr
+			}
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
 			if err != nil {
 				return nil, fmt.Errorf("read archive: %s: %w", hdr.Name, err)
 			}
-			a.files[name] = spooledFile{path: p, digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}
+			sf := &spooledFile{path: p, digest: digestOf(h)}
+			if layer != nil && plain {
+				// An uncompressed layer is its own blob: link the spooled
+				// file, hashed as it was written, rather than copy it.
+				layer.diffID = sf.digest
+				if err := os.Link(p, layer.blob); err != nil {
+					return nil, err
+				}
+			}
+			sf.layer = layer
+			a.files[name] = sf
 		case tar.TypeSymlink, tar.TypeLink:
 			target := hdr.Linkname
 			if hdr.Typeflag == tar.TypeSymlink {
@@ -143,12 +179,55 @@ func (s *Store) spool(r io.Reader, work string) (*archive, error) {
 	}
 }
 
+// asyncWriter writes copies of what it is given to w on another goroutine,
+// so that spooling and hashing the archive overlap with unpacking it. Close
+// waits for the writes and returns the first error.
+type asyncWriter struct {
+	ch   chan []byte
+	free chan []byte
+	done chan error
+}
+
+func newAsyncWriter(w io.Writer) *asyncWriter {
+	a := &asyncWriter{ch: make(chan []byte, 4), free: make(chan []byte, 6), done: make(chan error, 1)}
+	for range cap(a.free) {
+		a.free <- make([]byte, 0, copyBufSize)
+	}
+	go func() {
+		var err error
+		for b := range a.ch {
+			if err == nil {
+				_, err = w.Write(b)
+			}
+			a.free <- b[:0]
+		}
+		a.done <- err
+	}()
+	return a
+}
+
+func (a *asyncWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		b := <-a.free
+		k := min(len(p), cap(b))
+		a.ch <- append(b, p[:k]...)
+		p = p[k:]
+	}
+	return n, nil
+}
+
+func (a *asyncWriter) Close() error {
+	close(a.ch)
+	return <-a.done
+}
+
 // archiveName is the form entries are looked up by: "./a//b" and "/a/b" are "a/b".
 func archiveName(n string) string {
 	return strings.TrimLeft(path.Clean("/"+n), "/")
 }
 
-func (a *archive) lookup(name string) (spooledFile, bool) {
+func (a *archive) lookup(name string) (*spooledFile, bool) {
 	name = archiveName(name)
 	for range 16 {
 		if f, ok := a.files[name]; ok {
@@ -160,7 +239,7 @@ func (a *archive) lookup(name string) (spooledFile, bool) {
 		}
 		name = next
 	}
-	return spooledFile{}, false
+	return nil, false
 }
 
 func (a *archive) has(name string) bool {
@@ -225,7 +304,8 @@ func (a *archive) dockerArchive() ([]*pendingImage, error) {
 			if err != nil {
 				return nil, err
 			}
-			img.layers = append(img.layers, &pendingLayer{diffID: img.cfg.RootFS.DiffIDs[i], open: open})
+			sf, _ := a.lookup(l)
+			img.layers = append(img.layers, &pendingLayer{diffID: img.cfg.RootFS.DiffIDs[i], open: open, spooled: sf})
 		}
 		for _, t := range m.RepoTags {
 			norm, err := NormalizeRef(t)
@@ -377,8 +457,9 @@ func (a *archive) ociImage(desc ocispec.Descriptor, depth int) (*pendingImage, e
 			return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid archive: layer %s has digest %s", l.Digest, lf.digest)
 		}
 		img.layers = append(img.layers, &pendingLayer{
-			diffID: img.cfg.RootFS.DiffIDs[i],
-			open:   func() (io.ReadCloser, error) { return os.Open(lf.path) },
+			diffID:  img.cfg.RootFS.DiffIDs[i],
+			open:    func() (io.ReadCloser, error) { return os.Open(lf.path) },
+			spooled: lf,
 		})
 	}
 	return img, nil
@@ -387,9 +468,26 @@ func (a *archive) ociImage(desc ocispec.Descriptor, depth int) (*pendingImage, e
 // unpack unpacks one layer blob (gzip, bzip2 or plain) into a new directory
 // under work, checks it against diffID, and keeps its uncompressed tar for save.
 func (s *Store) unpack(work string, raw io.Reader, diffID string) (*unpackedLayer, error) {
-	dir, err := os.MkdirTemp(work, "layer-")
+	l, _, err := s.unpackRaw(work, raw, false)
 	if err != nil {
 		return nil, err
+	}
+	if diffID != "" && l.diffID != diffID {
+		os.RemoveAll(l.dir)
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "layer content %s does not match its diff_id %s", l.diffID, diffID)
+	}
+	return l, nil
+}
+
+// unpackRaw unpacks one layer blob (gzip, bzip2 or plain) into a new
+// directory under work. plain reports an uncompressed blob; then, if
+// rawKept, the caller keeps raw's bytes and hashes them: neither the blob
+// file nor diffID is written, and the caller sets both. Otherwise the
+// uncompressed tar is written to blob and its digest is diffID.
+func (s *Store) unpackRaw(work string, raw io.Reader, rawKept bool) (_ *unpackedLayer, plain bool, err error) {
+	dir, err := os.MkdirTemp(work, "layer-")
+	if err != nil {
+		return nil, false, err
 	}
 	ok := false
 	defer func() {
@@ -399,35 +497,41 @@ func (s *Store) unpack(work string, raw io.Reader, diffID string) (*unpackedLaye
 	}()
 	l := &unpackedLayer{dir: dir, blob: filepath.Join(dir, "layer.tar")}
 	if err := os.Mkdir(filepath.Join(dir, "diff"), 0o755); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	zr, err := decompress(raw)
+	zr, compressed, err := decompressKind(raw)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer zr.Close()
-	blob, err := os.OpenFile(l.blob, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	defer blob.Close()
-	h := sha256.New()
-	size, err := applyLayer(filepath.Join(dir, "diff"), io.TeeReader(zr, io.MultiWriter(h, blob)), s.MaxLayerSize)
-	if err != nil {
-		return nil, fmt.Errorf("layer: %w", err)
-	}
-	if err := blob.Close(); err != nil {
-		return nil, err
-	}
-	l.diffID = digestOf(h)
-	if diffID != "" && l.diffID != diffID {
-		return nil, errdefs.Errorf(errdefs.ErrInvalid, "layer content %s does not match its diff_id %s", l.diffID, diffID)
+	plain = !compressed
+	var size int64
+	if plain && rawKept {
+		size, err = applyLayer(filepath.Join(dir, "diff"), zr, s.MaxLayerSize)
+		if err != nil {
+			return nil, false, fmt.Errorf("layer: %w", err)
+		}
+	} else {
+		blob, err := os.OpenFile(l.blob, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, false, err
+		}
+		defer blob.Close()
+		h := sha256.New()
+		size, err = applyLayer(filepath.Join(dir, "diff"), io.TeeReader(zr, io.MultiWriter(h, blob)), s.MaxLayerSize)
+		if err != nil {
+			return nil, false, fmt.Errorf("layer: %w", err)
+		}
+		if err := blob.Close(); err != nil {
+			return nil, false, err
+		}
+		l.diffID = digestOf(h)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "size"), []byte(strconv.FormatInt(size, 10)+"\n"), 0o600); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	ok = true
-	return l, nil
+	return l, plain, nil
 }
 
 func digestOf(h hash.Hash) string { return "sha256:" + hex.EncodeToString(h.Sum(nil)) }
@@ -484,6 +588,11 @@ func unpackedChains(imgs []*pendingImage) map[string]bool {
 }
 
 func (s *Store) unpackPending(work string, l *pendingLayer) error {
+	if sf := l.spooled; sf != nil && sf.layer != nil && sf.layer.diffID == l.diffID {
+		// Unpacked while the archive was read, and checked against diffID.
+		l.unpacked, sf.layer = sf.layer, nil
+		return nil
+	}
 	rc, err := l.open()
 	if err != nil {
 		return err
