@@ -5,7 +5,6 @@ import (
 	"bufio"
 	"bytes"
 	"compress/bzip2"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,9 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 
 	"golang.org/x/sys/unix"
 
@@ -80,7 +82,11 @@ func decompressKind(r io.Reader) (io.ReadCloser, bool, error) {
 		bytes.Equal(magic[4:], []byte{0x31, 0x41, 0x59, 0x26, 0x53, 0x59}):
 		return io.NopCloser(bzip2.NewReader(br)), true, nil
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return nil, true, fmt.Errorf("zstd-compressed data: %w", errdefs.ErrUnsupported)
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, true, fmt.Errorf("zstd: %w", err)
+		}
+		return zr.IOReadCloser(), true, nil
 	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
 		return nil, true, fmt.Errorf("xz-compressed data: %w", errdefs.ErrUnsupported)
 	}

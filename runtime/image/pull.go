@@ -139,7 +139,9 @@ func (s *Store) Pull(ctx context.Context, ref string, opt PullOptions) (string, 
 		l := l
 		pi.layers = append(pi.layers, &pendingLayer{
 			diffID: pi.cfg.RootFS.DiffIDs[i],
-			open:   func() (io.ReadCloser, error) { return l.Uncompressed() },
+			// The compressed stream (digest-checked by the registry client);
+			// unpack decompresses gzip or zstd itself, with faster decoders.
+			open: func() (io.ReadCloser, error) { return l.Compressed() },
 		})
 	}
 	work, err := s.tempDir("pull")
