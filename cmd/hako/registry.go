@@ -43,7 +43,13 @@ func (c *cli) pullCmd() *cobra.Command {
 			} else if !hasTagOrDigest(ref) {
 				fmt.Fprintln(c.out, "Using default tag: latest")
 			}
-			if _, err := eng.Images.Pull(cmd.Context(), ref, image.PullOptions{Platform: platform, Insecure: insecure, Progress: progress, Offline: engine.Offline()}); err != nil {
+			opt := image.PullOptions{Platform: platform, Insecure: insecure, Progress: progress, Offline: engine.Offline()}
+			if !quiet && isTerminal(c.out) {
+				// On a terminal: a line per layer, redrawn, with bars.
+				tp := newTermProgress(c.out)
+				opt.Progress, opt.LayerBytes = tp, tp.LayerBytes
+			}
+			if _, err := eng.Images.Pull(cmd.Context(), ref, opt); err != nil {
 				return fail1(err)
 			}
 			fmt.Fprintln(c.out, norm)

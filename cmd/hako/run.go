@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -487,7 +486,8 @@ func (c *cli) attachAndStart(ctx context.Context, eng *engine.Engine, ctr *conta
 	return nil
 }
 
-func isTerminal(r io.Reader) bool {
+// isTerminal reports whether a stream (in or out) is a terminal.
+func isTerminal(r any) bool {
 	f, ok := r.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -36,6 +36,9 @@ type PullOptions struct {
 	Progress io.Writer
 	// Transport, when set, replaces the HTTP transport (tests).
 	Transport http.RoundTripper
+	// LayerBytes, when set, hears how many bytes of each layer (by its short
+	// digest) have arrived, out of total, as they arrive.
+	LayerBytes func(short string, done, total int64)
 	// Offline refuses every registry but loopback ones: a classroom without
 	// internet, and the tests (HAKO_OFFLINE=1 sets it for the CLI).
 	Offline bool
@@ -141,7 +144,14 @@ func (s *Store) Pull(ctx context.Context, ref string, opt PullOptions) (string, 
 			diffID: pi.cfg.RootFS.DiffIDs[i],
 			// The compressed stream (digest-checked by the registry client);
 			// unpack decompresses gzip or zstd itself, with faster decoders.
-			open: func() (io.ReadCloser, error) { return l.Compressed() },
+			open: func() (io.ReadCloser, error) {
+				rc, err := l.Compressed()
+				if err != nil || opt.LayerBytes == nil {
+					return rc, err
+				}
+				size, _ := l.Size()
+				return &countingReader{ReadCloser: rc, short: shorts[i], total: size, report: opt.LayerBytes}, nil
+			},
 		})
 	}
 	work, err := s.tempDir("pull")
@@ -297,4 +307,20 @@ func hasCode(te *transport.Error, code transport.ErrorCode) bool {
 		}
 	}
 	return false
+}
+
+// countingReader reports the bytes read through it.
+type countingReader struct {
+	io.ReadCloser
+	short  string
+	done   int64
+	total  int64
+	report func(short string, done, total int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.done += int64(n)
+	c.report(c.short, c.done, c.total)
+	return n, err
 }
