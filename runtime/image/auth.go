@@ -61,7 +61,7 @@ func LoopbackServer(server string) bool {
 func Login(ctx context.Context, server, user, pass string, insecure bool) error {
 	host := registryHost(ServerKey(server))
 	var opts []name.Option
-	if insecure || loopbackRegistry(host) {
+	if insecure || plainHTTP(host) {
 		opts = append(opts, name.Insecure)
 	}
 	reg, err := name.NewRegistry(host, opts...)

@@ -235,7 +235,7 @@ func (s *Store) hasLayers(chains []string) bool {
 // plain HTTP for loopback registries (and any when insecure).
 func remoteRef(norm string, insecure bool) (name.Reference, error) {
 	var opts []name.Option
-	if insecure || loopbackRegistry(norm) {
+	if insecure || plainHTTP(norm) {
 		opts = append(opts, name.Insecure)
 	}
 	r, err := name.ParseReference(norm, opts...)

@@ -137,7 +137,7 @@ func searchCatalog(ctx context.Context, reg, q string, limit int, opt SearchOpti
 		return nil, errdefs.Errorf(errdefs.ErrNotFound, "offline (HAKO_OFFLINE is set): not searching %s", reg)
 	}
 	var nopts []name.Option
-	if opt.Insecure || loop {
+	if opt.Insecure || loop || plainHTTP(reg+"/") {
 		nopts = append(nopts, name.Insecure)
 	}
 	r, err := name.NewRegistry(reg, nopts...)
