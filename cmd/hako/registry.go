@@ -20,6 +20,27 @@ func hasTagOrDigest(ref string) bool {
 	return strings.LastIndex(ref, ":") > strings.LastIndex(ref, "/")
 }
 
+// registryStart is what pull and push do first: check the reference, open the
+// engine, and choose where progress goes (nowhere with -q), saying "Using
+// default tag: latest" as Docker does when the tag is implied.
+func (c *cli) registryStart(ref string, quiet bool) (string, *engine.Engine, io.Writer, error) {
+	norm, err := image.NormalizeRef(ref)
+	if err != nil {
+		return "", nil, nil, fail1(err)
+	}
+	eng, err := c.engine()
+	if err != nil {
+		return "", nil, nil, fail1(err)
+	}
+	var progress io.Writer = c.out
+	if quiet {
+		progress = io.Discard
+	} else if !hasTagOrDigest(ref) {
+		fmt.Fprintln(c.out, "Using default tag: latest")
+	}
+	return norm, eng, progress, nil
+}
+
 func (c *cli) pullCmd() *cobra.Command {
 	var quiet, insecure, noTrust bool
 	var platform string
@@ -29,19 +50,9 @@ func (c *cli) pullCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ref := args[0]
-			norm, err := image.NormalizeRef(ref)
+			norm, eng, progress, err := c.registryStart(ref, quiet)
 			if err != nil {
-				return fail1(err)
-			}
-			eng, err := c.engine()
-			if err != nil {
-				return fail1(err)
-			}
-			var progress io.Writer = c.out
-			if quiet {
-				progress = io.Discard
-			} else if !hasTagOrDigest(ref) {
-				fmt.Fprintln(c.out, "Using default tag: latest")
+				return err
 			}
 			opt := image.PullOptions{Platform: platform, Insecure: insecure, Progress: progress, Offline: engine.Offline()}
 			if !quiet && isTerminal(c.out) {
@@ -72,19 +83,9 @@ func (c *cli) pushCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ref := args[0]
-			norm, err := image.NormalizeRef(ref)
+			norm, eng, progress, err := c.registryStart(ref, quiet)
 			if err != nil {
-				return fail1(err)
-			}
-			eng, err := c.engine()
-			if err != nil {
-				return fail1(err)
-			}
-			var progress io.Writer = c.out
-			if quiet {
-				progress = io.Discard
-			} else if !hasTagOrDigest(ref) {
-				fmt.Fprintln(c.out, "Using default tag: latest")
+				return err
 			}
 			if err := eng.Images.Push(cmd.Context(), ref, image.PushOptions{Insecure: insecure, Progress: progress}); err != nil {
 				return fail1(err)
