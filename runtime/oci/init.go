@@ -414,18 +414,27 @@ func (pr *prepared) exec(p *specs.Process, noNewPrivs bool) error {
 	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("prctl keepcaps: %w", err)
 	}
+	// Go applies these to every thread of the process (it signals each one),
+	// which costs milliseconds: skip the calls that would change nothing, as
+	// for a root container whose groups are already right.
 	groups := make([]int, len(pr.groups))
 	for i, g := range pr.groups {
 		groups[i] = int(g)
 	}
-	if err := unix.Setgroups(groups); err != nil {
-		return fmt.Errorf("setgroups: %w", err)
+	if cur, err := unix.Getgroups(); err != nil || !sameInts(cur, groups) {
+		if err := unix.Setgroups(groups); err != nil {
+			return fmt.Errorf("setgroups: %w", err)
+		}
 	}
-	if err := unix.Setresgid(int(pr.gid), int(pr.gid), int(pr.gid)); err != nil {
-		return fmt.Errorf("setgid %d: %w", pr.gid, err)
+	if rg, eg, sg := unix.Getresgid(); rg != int(pr.gid) || eg != int(pr.gid) || sg != int(pr.gid) {
+		if err := unix.Setresgid(int(pr.gid), int(pr.gid), int(pr.gid)); err != nil {
+			return fmt.Errorf("setgid %d: %w", pr.gid, err)
+		}
 	}
-	if err := unix.Setresuid(int(pr.uid), int(pr.uid), int(pr.uid)); err != nil {
-		return fmt.Errorf("setuid %d: %w", pr.uid, err)
+	if ru, eu, su := unix.Getresuid(); ru != int(pr.uid) || eu != int(pr.uid) || su != int(pr.uid) {
+		if err := unix.Setresuid(int(pr.uid), int(pr.uid), int(pr.uid)); err != nil {
+			return fmt.Errorf("setuid %d: %w", pr.uid, err)
+		}
 	}
 	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("prctl keepcaps: %w", err)
@@ -530,4 +539,22 @@ func (c channel) waitGo() error {
 		return fmt.Errorf("wait for the cgroup: unexpected message %q", buf[:n])
 	}
 	return nil
+}
+
+// sameInts reports whether a and b hold the same numbers, in any order.
+func sameInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := map[int]int{}
+	for _, x := range a {
+		seen[x]++
+	}
+	for _, x := range b {
+		if seen[x] == 0 {
+			return false
+		}
+		seen[x]--
+	}
+	return true
 }

@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func busyboxPath(t *testing.T) string {
+func busyboxPath(t testing.TB) string {
 	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
 		if _, err := os.Stat(p); err == nil {
 			return p
@@ -34,6 +34,11 @@ func busyboxPath(t *testing.T) string {
 
 // makeRootfs builds a tiny root filesystem from the host's static busybox.
 func makeRootfs(t *testing.T) string {
+	t.Helper()
+	return makeRootfsB(t)
+}
+
+func makeRootfsB(t testing.TB) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
