@@ -125,7 +125,7 @@ func inspectContainer(eng *engine.Engine, c *container.Container) containerJSON 
 		Mounts: []any{},
 		Config: c.Config,
 		NetworkSettings: networkSettingsJSON{
-			Ports: map[string]any{}, Networks: map[string]any{},
+			Ports: portsJSON(c), Networks: map[string]any{},
 		},
 	}
 }
@@ -226,4 +226,17 @@ func (c *cli) inspectCmd(kind string) *cobra.Command {
 		cmd.Flags().StringVar(&typ, "type", "", "Return JSON for specified type")
 	}
 	return cmd
+}
+
+// portsJSON is .NetworkSettings.Ports: every exposed port, with its host
+// bindings while the container runs (null when not published), as Docker shows.
+func portsJSON(c *container.Container) map[string]any {
+	out := map[string]any{}
+	for p := range c.Config.ExposedPorts {
+		out[p] = nil
+	}
+	for p, bs := range c.Ports {
+		out[p] = bs
+	}
+	return out
 }

@@ -62,7 +62,7 @@ func psRow(c *container.Container, noTrunc bool, now time.Time) map[string]any {
 		"Command":    quoteCommand(c, !noTrunc),
 		"CreatedAt":  c.Created.Local().Format("2006-01-02 15:04:05 -0700 MST"),
 		"RunningFor": units.HumanDuration(now.Sub(c.Created)) + " ago",
-		"Ports":      "",
+		"Ports":      container.FormatPorts(c.Ports),
 		"State":      c.State.Status,
 		"Status":     statusText(c, now),
 		"Size":       "0B",

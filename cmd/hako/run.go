@@ -32,6 +32,7 @@ type createFlags struct {
 	labels, publish, volumes                           []string
 	pull, platform                                     string
 	interactive, tty, rm, readOnly, init, privileged   bool
+	publishAll                                         bool
 }
 
 func (f *createFlags) register(fs *pflag.FlagSet) {
@@ -60,6 +61,7 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.capDrop, "cap-drop", nil, "Drop Linux capabilities")
 	fs.StringArrayVarP(&f.labels, "label", "l", nil, "Set meta data on a container")
 	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "Publish a container's port(s) to the host")
+	fs.BoolVarP(&f.publishAll, "publish-all", "P", false, "Publish all exposed ports to random ports")
 	fs.StringArrayVarP(&f.volumes, "volume", "v", nil, "Bind mount a volume")
 	fs.BoolVarP(&f.interactive, "interactive", "i", false, "Keep STDIN open even if not attached")
 	fs.BoolVarP(&f.tty, "tty", "t", false, "Allocate a pseudo-TTY")
@@ -118,9 +120,21 @@ func (f *createFlags) options(fs *pflag.FlagSet, args []string) (engine.CreateOp
 	if f.init {
 		return o, errors.New("--init is not supported by hako yet: the command runs as PID 1")
 	}
-	if len(f.publish) > 0 {
-		return o, errors.New("publishing ports (-p) arrives with hako's networks; it is not supported yet")
+	for _, spec := range f.publish {
+		cport, b, err := container.ParsePublish(spec)
+		if err != nil {
+			return o, err
+		}
+		if o.HostConfig.PortBindings == nil {
+			o.HostConfig.PortBindings = map[string][]container.PortBinding{}
+		}
+		o.HostConfig.PortBindings[cport] = append(o.HostConfig.PortBindings[cport], b)
+		if cfg.ExposedPorts == nil {
+			cfg.ExposedPorts = map[string]struct{}{}
+		}
+		cfg.ExposedPorts[cport] = struct{}{}
 	}
+	o.HostConfig.PublishAllPorts = f.publishAll
 	if len(f.volumes) > 0 {
 		return o, errors.New("volumes and bind mounts (-v) are not supported by hako yet")
 	}

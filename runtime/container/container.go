@@ -83,7 +83,10 @@ type HostConfig struct {
 	CapDrop        []string      `json:"CapDrop"`
 	Privileged     bool          `json:"Privileged"`
 	Binds          []string      `json:"Binds"`
-	LogConfig      struct {
+	// PortBindings is -p: container port ("80/tcp") to host bindings.
+	PortBindings    map[string][]PortBinding `json:"PortBindings"`
+	PublishAllPorts bool                     `json:"PublishAllPorts"`
+	LogConfig       struct {
 		Type   string            `json:"Type"`
 		Config map[string]string `json:"Config"`
 	} `json:"LogConfig"`
@@ -124,8 +127,11 @@ type Container struct {
 	RestartCount int          `json:"RestartCount"`
 	Rootfs       rootfs.Mount `json:"Rootfs"` // the overlay of the image's layers
 	// StopRequested: stopped or killed by a user, so the restart policy stays out.
-	StopRequested bool     `json:"StopRequested"`
-	Monitor       *Monitor `json:"Monitor,omitempty"`
+	StopRequested bool `json:"StopRequested"`
+	// Ports are the host ports published while the container runs (a
+	// requested port 0 becomes the one the kernel chose).
+	Ports   map[string][]PortBinding `json:"Ports,omitempty"`
+	Monitor *Monitor                 `json:"Monitor,omitempty"`
 }
 
 // ShortID is the 12-character ID that tables show.
@@ -241,6 +247,7 @@ func (s *Store) Load(id string) (*Container, error) {
 	}
 	if (c.State.Running || c.State.Restarting) && !c.Monitor.Alive() {
 		c.State.Running, c.State.Restarting, c.State.Pid = false, false, 0
+		c.Ports = nil
 		c.State.Status = "exited"
 		if c.State.ExitCode == 0 {
 			c.State.ExitCode = 137

@@ -200,6 +200,7 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 		restart := false
 		c, err = m.update(func(c *Container) {
 			c.State.Running, c.State.Pid, c.State.Status = false, 0, "exited"
+			c.Ports = nil
 			c.State.ExitCode = code
 			c.State.FinishedAt = time.Now().UTC()
 			restart = shouldRestart(c)
@@ -340,11 +341,18 @@ func (m *monitor) once(c *Container, report func(syncMsg)) (int, error) {
 		User:        c.Config.User,
 		DeathSignal: true,
 	}
+	pub, ports, err := listen(c.PublishedPorts())
+	if err != nil {
+		m.setStdin(nil, nil)
+		return -1, err
+	}
+	defer pub.close()
 	p, err := oci.Start(cfg, stdio, cgroupOptions(cg))
 	if err != nil {
 		m.setStdin(nil, nil)
 		return -1, err
 	}
+	pub.serve(p.Pid)
 	// The child has its copies now.
 	for _, f := range closers {
 		f.Close()
@@ -360,6 +368,7 @@ func (m *monitor) once(c *Container, report func(syncMsg)) (int, error) {
 	}
 	_, err = m.update(func(c *Container) {
 		c.State = State{Status: "running", Running: true, Pid: p.Pid, StartedAt: time.Now().UTC()}
+		c.Ports = ports
 		c.Monitor = m.me
 		if !m.started {
 			c.StopRequested = false
