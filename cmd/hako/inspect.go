@@ -122,7 +122,7 @@ func inspectContainer(eng *engine.Engine, c *container.Container) containerJSON 
 			"LowerDir": lower, "MergedDir": filepath.Join(dir, "rootfs"),
 			"UpperDir": filepath.Join(dir, "upper"), "WorkDir": filepath.Join(dir, "work"),
 		}},
-		Mounts: []any{},
+		Mounts: mountsJSON(c),
 		Config: c.Config,
 		NetworkSettings: networkSettingsJSON{
 			Ports: portsJSON(c), Networks: map[string]any{},
@@ -237,6 +237,14 @@ func portsJSON(c *container.Container) map[string]any {
 	}
 	for p, bs := range c.Ports {
 		out[p] = bs
+	}
+	return out
+}
+
+func mountsJSON(c *container.Container) []any {
+	out := []any{}
+	for _, m := range c.MountPoints {
+		out = append(out, m)
 	}
 	return out
 }

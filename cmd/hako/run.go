@@ -135,8 +135,13 @@ func (f *createFlags) options(fs *pflag.FlagSet, args []string) (engine.CreateOp
 		cfg.ExposedPorts[cport] = struct{}{}
 	}
 	o.HostConfig.PublishAllPorts = f.publishAll
-	if len(f.volumes) > 0 {
-		return o, errors.New("volumes and bind mounts (-v) are not supported by hako yet")
+	for _, v := range f.volumes {
+		m, err := container.ParseBind(v)
+		if err != nil {
+			return o, err
+		}
+		o.Binds = append(o.Binds, m)
+		o.HostConfig.Binds = append(o.HostConfig.Binds, v)
 	}
 	switch f.network {
 	case "", "none", "default", "bridge":

@@ -130,8 +130,10 @@ type Container struct {
 	StopRequested bool `json:"StopRequested"`
 	// Ports are the host ports published while the container runs (a
 	// requested port 0 becomes the one the kernel chose).
-	Ports   map[string][]PortBinding `json:"Ports,omitempty"`
-	Monitor *Monitor                 `json:"Monitor,omitempty"`
+	Ports map[string][]PortBinding `json:"Ports,omitempty"`
+	// MountPoints are the container's bind mounts (Docker's .Mounts).
+	MountPoints []MountPoint `json:"MountPoints,omitempty"`
+	Monitor     *Monitor     `json:"Monitor,omitempty"`
 }
 
 // ShortID is the 12-character ID that tables show.

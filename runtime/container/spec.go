@@ -99,6 +99,7 @@ func (s *Store) Spec(c *Container) *specs.Spec {
 			Options: []string{"rbind", "rprivate"},
 		})
 	}
+	mounts = append(mounts, c.bindMounts()...)
 	spec := &specs.Spec{
 		Version:  specs.Version,
 		Root:     &specs.Root{Path: filepath.Join(dir, "rootfs"), Readonly: c.HostConfig.ReadonlyRootfs},

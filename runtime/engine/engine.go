@@ -70,6 +70,8 @@ type CreateOptions struct {
 	PullProgress io.Writer
 	// Platform is --platform, for a pull.
 	Platform string
+	// Binds are -v bind mounts, checked by container.ParseBind.
+	Binds []container.MountPoint
 }
 
 // Offline reports HAKO_OFFLINE: pull only from loopback registries.
@@ -202,9 +204,14 @@ func (e *Engine) Create(ctx context.Context, opt CreateOptions) (*container.Cont
 	if cfg.Hostname == "" {
 		cfg.Hostname = id[:12]
 	}
+	for _, b := range opt.Binds {
+		if err := container.PrepareBind(b); err != nil {
+			return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid mount config for type \"bind\": bind source path %s: %v", b.Source, err)
+		}
+	}
 	c := &container.Container{
 		ID: id, Created: time.Now().UTC(), Image: img.ID, ImageRef: opt.Config.Image,
-		Config: cfg, HostConfig: hc,
+		Config: cfg, HostConfig: hc, MountPoints: opt.Binds,
 		State: container.State{Status: "created"},
 	}
 	dir := e.Containers.Dir(id)

@@ -318,6 +318,9 @@ func openInRoot(rootfd int, path string, kind pathKind) (int, error) {
 				Flags:   unix.O_PATH | unix.O_CLOEXEC,
 				Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
 			})
+			if errors.Is(err, unix.ELOOP) {
+				err = fmt.Errorf("%s is a symbolic link to a path that does not exist in the container", "/"+strings.Join(parts[:i+1], "/"))
+			}
 		}
 		unix.Close(cur)
 		if err != nil {

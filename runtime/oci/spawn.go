@@ -189,9 +189,8 @@ func startChild(cmd *exec.Cmd, host *os.File, msg []byte, join func(int) error) 
 		if err := join(p.Pid); err != nil {
 			return fail(err)
 		}
-		if _, err := host.Write([]byte(`{"type":"go"}`)); err != nil {
-			return fail(fmt.Errorf("tell init to go on: %w", err))
-		}
+		// A failed write means the init is gone: its reply says why.
+		host.Write([]byte(`{"type":"go"}`))
 	}
 	for {
 		r, fd, eof, err := recvReply(host)

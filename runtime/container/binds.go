@@ -1,0 +1,101 @@
+package container
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"hako.dev/hako/runtime/errdefs"
+)
+
+// MountPoint is one entry of Docker's .Mounts.
+type MountPoint struct {
+	Type        string `json:"Type"`
+	Source      string `json:"Source"`
+	Destination string `json:"Destination"`
+	Mode        string `json:"Mode"`
+	RW          bool   `json:"RW"`
+	Propagation string `json:"Propagation"`
+}
+
+var volumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// ParseBind reads a -v SOURCE:TARGET[:OPTIONS] bind mount the way Docker
+// does. The source must be an absolute host path (a bare name is a named
+// volume, which comes with hako's volumes); a missing source directory is
+// created, as `docker run -v` does.
+func ParseBind(spec string) (MountPoint, error) {
+	bad := func(why string) (MountPoint, error) {
+		return MountPoint{}, errdefs.Errorf(errdefs.ErrInvalid, "invalid volume specification: '%s': %s", spec, why)
+	}
+	parts := strings.Split(spec, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		if len(parts) == 1 && strings.HasPrefix(spec, "/") {
+			return MountPoint{}, errdefs.Errorf(errdefs.ErrUnsupported, "anonymous volumes (-v %s) are not supported by hako yet", spec)
+		}
+		return bad("want SOURCE:TARGET[:OPTIONS]")
+	}
+	src, dst := parts[0], parts[1]
+	m := MountPoint{Type: "bind", Source: src, Destination: dst, RW: true, Propagation: "rprivate"}
+	if !filepath.IsAbs(src) {
+		if volumeName.MatchString(src) {
+			return MountPoint{}, errdefs.Errorf(errdefs.ErrUnsupported, "named volumes (-v %s:...) are not supported by hako yet; bind a host directory with an absolute path", src)
+		}
+		return MountPoint{}, errdefs.Errorf(errdefs.ErrInvalid, "create %s: %q includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path", src, src)
+	}
+	if !filepath.IsAbs(dst) {
+		return bad("invalid mount config for type \"bind\": invalid mount path: '" + dst + "' mount path must be absolute")
+	}
+	if filepath.Clean(dst) == "/" {
+		return bad("invalid mount config for type \"bind\": invalid specification: destination can't be '/'")
+	}
+	if len(parts) == 3 {
+		for _, o := range strings.Split(parts[2], ",") {
+			switch o {
+			case "ro":
+				m.RW = false
+			case "rw":
+				m.RW = true
+			case "z", "Z", "consistent", "cached", "delegated", "nocopy":
+			case "private", "rprivate", "shared", "rshared", "slave", "rslave":
+				m.Propagation = o
+			default:
+				return bad("invalid mode: " + o)
+			}
+		}
+		m.Mode = parts[2]
+	}
+	m.Source, m.Destination = filepath.Clean(src), filepath.Clean(dst)
+	return m, nil
+}
+
+// PrepareBind creates a missing bind source directory, as `docker run -v` does.
+func PrepareBind(m MountPoint) error {
+	if _, err := os.Stat(m.Source); os.IsNotExist(err) {
+		return os.MkdirAll(m.Source, 0o755)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// bindMounts turns the container's binds into OCI mounts. They are nodev (a
+// device node made through a bind mount cannot be opened), unless the source
+// is under /dev.
+func (c *Container) bindMounts() []specs.Mount {
+	var out []specs.Mount
+	for _, m := range c.MountPoints {
+		opts := []string{"rbind", m.Propagation}
+		if !m.RW {
+			opts = append(opts, "ro")
+		}
+		if !strings.HasPrefix(m.Source, "/dev") {
+			opts = append(opts, "nodev")
+		}
+		out = append(out, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
+	}
+	return out
+}
