@@ -321,3 +321,31 @@ func looksLikeID(ref string) bool {
 	}
 	return true
 }
+
+// CommitOptions are `docker commit` flags.
+type CommitOptions struct {
+	Ref     string
+	Author  string
+	Message string
+	Changes []string
+}
+
+// Commit turns a container's changes into a new image on top of its image.
+func (e *Engine) Commit(c *container.Container, opt CommitOptions) (string, error) {
+	parent, err := e.Images.Get(c.Image)
+	if err != nil {
+		return "", fmt.Errorf("the image of %s: %w", c.Name, err)
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(e.Containers.ChangesTar(c, pw)) }()
+	defer pr.Close()
+	cc := image.ContainerConfig{
+		User: c.Config.User, ExposedPorts: c.Config.ExposedPorts, Env: c.Config.Env,
+		Entrypoint: c.Config.Entrypoint, Cmd: c.Config.Cmd, Volumes: c.Config.Volumes,
+		WorkingDir: c.Config.WorkingDir, Labels: c.Config.Labels, StopSignal: c.Config.StopSignal,
+	}
+	return e.Images.Commit(parent, pr, image.CommitOptions{
+		Ref: opt.Ref, Config: cc, Changes: opt.Changes, Author: opt.Author, Comment: opt.Message,
+		CreatedBy: strings.Join(c.Args(), " "),
+	})
+}
