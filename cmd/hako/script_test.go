@@ -79,6 +79,7 @@ func TestScripts(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(fixtureDir) })
 	testscript.Run(t, testscript.Params{
 		Dir:                 "../../testdata/script",
+		WorkdirRoot:         t.TempDir(), // removed with the test (testscript keeps its own root)
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
 			root := filepath.Join(env.WorkDir, "state")
