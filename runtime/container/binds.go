@@ -9,16 +9,21 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"hako.dev/hako/runtime/errdefs"
+	"hako.dev/hako/runtime/oci"
 )
 
 // MountPoint is one entry of Docker's .Mounts.
 type MountPoint struct {
 	Type        string `json:"Type"`
+	Name        string `json:"Name,omitempty"` // a named volume's name
 	Source      string `json:"Source"`
 	Destination string `json:"Destination"`
 	Mode        string `json:"Mode"`
 	RW          bool   `json:"RW"`
 	Propagation string `json:"Propagation"`
+	Driver      string `json:"Driver,omitempty"`
+	// NoCopy: do not fill a new, empty volume with the image's content.
+	NoCopy bool `json:"-"`
 }
 
 var volumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
@@ -41,10 +46,11 @@ func ParseBind(spec string) (MountPoint, error) {
 	src, dst := parts[0], parts[1]
 	m := MountPoint{Type: "bind", Source: src, Destination: dst, RW: true, Propagation: "rprivate"}
 	if !filepath.IsAbs(src) {
-		if volumeName.MatchString(src) {
-			return MountPoint{}, errdefs.Errorf(errdefs.ErrUnsupported, "named volumes (-v %s:...) are not supported by hako yet; bind a host directory with an absolute path", src)
+		if volumeName.MatchString(src) && len(src) > 1 {
+			m.Type, m.Name, m.Source, m.Driver, m.Propagation = "volume", src, "", "local", ""
+		} else {
+			return MountPoint{}, errdefs.Errorf(errdefs.ErrInvalid, "create %s: %q includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path", src, src)
 		}
-		return MountPoint{}, errdefs.Errorf(errdefs.ErrInvalid, "create %s: %q includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path", src, src)
 	}
 	if !filepath.IsAbs(dst) {
 		return bad("invalid mount config for type \"bind\": invalid mount path: '" + dst + "' mount path must be absolute")
@@ -59,7 +65,9 @@ func ParseBind(spec string) (MountPoint, error) {
 				m.RW = false
 			case "rw":
 				m.RW = true
-			case "z", "Z", "consistent", "cached", "delegated", "nocopy":
+			case "nocopy":
+				m.NoCopy = true
+			case "z", "Z", "consistent", "cached", "delegated":
 			case "private", "rprivate", "shared", "rshared", "slave", "rslave":
 				m.Propagation = o
 			default:
@@ -68,7 +76,10 @@ func ParseBind(spec string) (MountPoint, error) {
 		}
 		m.Mode = parts[2]
 	}
-	m.Source, m.Destination = filepath.Clean(src), filepath.Clean(dst)
+	if m.Type == "bind" {
+		m.Source = filepath.Clean(src)
+	}
+	m.Destination = filepath.Clean(dst)
 	return m, nil
 }
 
@@ -88,7 +99,14 @@ func PrepareBind(m MountPoint) error {
 func (c *Container) bindMounts() []specs.Mount {
 	var out []specs.Mount
 	for _, m := range c.MountPoints {
-		opts := []string{"rbind", m.Propagation}
+		prop := m.Propagation
+		if prop == "" {
+			prop = "rprivate"
+		}
+		opts := []string{"rbind", prop}
+		if m.Type == "volume" && !m.NoCopy {
+			opts = append(opts, oci.CopyUpOption)
+		}
 		if !m.RW {
 			opts = append(opts, "ro")
 		}

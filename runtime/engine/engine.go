@@ -21,6 +21,7 @@ import (
 	"hako.dev/hako/runtime/image"
 	"hako.dev/hako/runtime/rootfs"
 	"hako.dev/hako/runtime/state"
+	"hako.dev/hako/runtime/volume"
 )
 
 // Engine is a handle on one state root.
@@ -28,6 +29,7 @@ type Engine struct {
 	Root       *state.Root
 	Images     *image.Store
 	Containers *container.Store
+	Volumes    *volume.Store
 }
 
 // RootFromEnv is the state root a command uses: --root, else HAKO_ROOT, else
@@ -54,7 +56,11 @@ func Open(dir string) (*Engine, error) {
 	}
 	cs := container.NewStore(root)
 	cs.CleanLeftovers()
-	return &Engine{Root: root, Images: images, Containers: cs}, nil
+	vs, err := volume.NewStore(root)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{Root: root, Images: images, Containers: cs, Volumes: vs}, nil
 }
 
 // CreateOptions are what `create` and `run` take.
@@ -204,7 +210,16 @@ func (e *Engine) Create(ctx context.Context, opt CreateOptions) (*container.Cont
 	if cfg.Hostname == "" {
 		cfg.Hostname = id[:12]
 	}
-	for _, b := range opt.Binds {
+	for i, b := range opt.Binds {
+		if b.Type == "volume" {
+			// -v NAME:/path makes the volume on first use.
+			v, _, err := e.Volumes.Create(b.Name, nil)
+			if err != nil {
+				return nil, err
+			}
+			opt.Binds[i].Source = v.Mountpoint
+			continue
+		}
 		if err := container.PrepareBind(b); err != nil {
 			return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid mount config for type \"bind\": bind source path %s: %v", b.Source, err)
 		}
@@ -348,4 +363,35 @@ func (e *Engine) Commit(c *container.Container, opt CommitOptions) (string, erro
 		Ref: opt.Ref, Config: cc, Changes: opt.Changes, Author: opt.Author, Comment: opt.Message,
 		CreatedBy: strings.Join(c.Args(), " "),
 	})
+}
+
+// VolumeUsers lists the containers (any state) that mount the named volume.
+func (e *Engine) VolumeUsers(name string) ([]string, error) {
+	list, err := e.Containers.List()
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, c := range list {
+		for _, m := range c.MountPoints {
+			if m.Type == "volume" && m.Name == name {
+				ids = append(ids, c.ID)
+				break
+			}
+		}
+	}
+	return ids, nil
+}
+
+// RemoveVolume is `volume rm`: refused while a container uses the volume
+// (even with force, as Docker does for a volume in use).
+func (e *Engine) RemoveVolume(name string) error {
+	users, err := e.VolumeUsers(name)
+	if err != nil {
+		return err
+	}
+	if len(users) > 0 {
+		return errdefs.Errorf(errdefs.ErrConflict, "remove %s: volume is in use - [%s]", name, strings.Join(users, ", "))
+	}
+	return e.Volumes.Remove(name)
 }

@@ -3,14 +3,20 @@ package oci
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
+
+// CopyUpOption marks a mount of a named volume: if the volume is empty, it is
+// first filled with what the image has at the target, as Docker does.
+const CopyUpOption = "hako-copyup"
 
 // devices are bind-mounted from the host into the container's /dev. The /dev
 // tmpfs itself is nodev, so these are the only device files that open.
@@ -137,6 +143,11 @@ func mountInRoot(rootfd int, m specs.Mount, cgroup2 bool) error {
 	}
 	defer unix.Close(target)
 	dst := procFD(target)
+	if bind && contains(m.Options, CopyUpOption) && kind == kindDir {
+		if err := copyUp(dst, m.Source); err != nil {
+			return fmt.Errorf("fill volume for %s: %w", m.Destination, err)
+		}
+	}
 	if bind {
 		if err := unix.Mount(m.Source, dst, "", unix.MS_BIND|(flags&unix.MS_REC), ""); err != nil {
 			return fmt.Errorf("bind-mount %s on %s: %w", m.Source, m.Destination, err)
@@ -329,4 +340,67 @@ func openInRoot(rootfd int, path string, kind pathKind) (int, error) {
 		cur = next
 	}
 	return cur, nil
+}
+
+// copyUp copies the tree at src (the image's content at a mount target) into
+// dst (a volume's directory) when dst is empty. Symbolic links are copied as
+// links and never followed: src lies in the container's root, whose links
+// would resolve against the host's root here, before pivot_root.
+func copyUp(src, dst string) error {
+	ents, err := os.ReadDir(dst)
+	if err != nil || len(ents) > 0 {
+		return err
+	}
+	// src is a /proc/self/fd link to the directory: the trailing slash makes
+	// the walk start inside it.
+	src += "/"
+	return filepath.Walk(src, func(path string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		out := filepath.Join(dst, rel)
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		switch {
+		case rel == ".":
+			os.Chmod(dst, fi.Mode().Perm())
+		case fi.IsDir():
+			if err := os.Mkdir(out, fi.Mode().Perm()); err != nil {
+				return err
+			}
+		case fi.Mode()&os.ModeSymlink != 0:
+			link, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			if err := os.Symlink(link, out); err != nil {
+				return err
+			}
+		case fi.Mode().IsRegular():
+			in, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+			if err != nil {
+				return err
+			}
+			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, fi.Mode().Perm())
+			if err == nil {
+				_, err = io.Copy(f, in)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+			in.Close()
+			if err != nil {
+				return err
+			}
+		default:
+			return nil // devices, fifos, sockets: not copied
+		}
+		if st != nil {
+			unix.Lchown(out, int(st.Uid), int(st.Gid))
+		}
+		return nil
+	})
 }
