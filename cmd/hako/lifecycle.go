@@ -194,7 +194,7 @@ func (c *cli) rmCmd() *cobra.Command {
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.eachContainer(args, func(eng *engine.Engine, ctr *container.Container, arg string) error {
-				if err := eng.Containers.Remove(cmd.Context(), ctr.ID, force); err != nil {
+				if err := eng.RemoveContainer(cmd.Context(), ctr, force, volumes); err != nil {
 					return err
 				}
 				fmt.Fprintln(c.out, arg)

@@ -29,7 +29,7 @@ type createFlags struct {
 	cpuShares                                          int64
 	pidsLimit                                          int64
 	env, envFile, attach, securityOpt, capAdd, capDrop []string
-	labels, publish, volumes                           []string
+	labels, publish, volumes, volumesFrom, tmpfs       []string
 	pull, platform                                     string
 	interactive, tty, rm, readOnly, init, privileged   bool
 	publishAll                                         bool
@@ -63,6 +63,8 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "Publish a container's port(s) to the host")
 	fs.BoolVarP(&f.publishAll, "publish-all", "P", false, "Publish all exposed ports to random ports")
 	fs.StringArrayVarP(&f.volumes, "volume", "v", nil, "Bind mount a volume")
+	fs.StringArrayVar(&f.volumesFrom, "volumes-from", nil, "Mount volumes from the specified container(s)")
+	fs.StringArrayVar(&f.tmpfs, "tmpfs", nil, "Mount a tmpfs directory")
 	fs.BoolVarP(&f.interactive, "interactive", "i", false, "Keep STDIN open even if not attached")
 	fs.BoolVarP(&f.tty, "tty", "t", false, "Allocate a pseudo-TTY")
 	fs.BoolVar(&f.rm, "rm", false, "Automatically remove the container and its associated anonymous volumes when it exits")
@@ -135,6 +137,18 @@ func (f *createFlags) options(fs *pflag.FlagSet, args []string) (engine.CreateOp
 		cfg.ExposedPorts[cport] = struct{}{}
 	}
 	o.HostConfig.PublishAllPorts = f.publishAll
+	o.VolumesFrom = f.volumesFrom
+	o.HostConfig.VolumesFrom = f.volumesFrom
+	for _, t := range f.tmpfs {
+		p, opts, err := container.ParseTmpfs(t)
+		if err != nil {
+			return o, err
+		}
+		if o.HostConfig.Tmpfs == nil {
+			o.HostConfig.Tmpfs = map[string]string{}
+		}
+		o.HostConfig.Tmpfs[p] = opts
+	}
 	for _, v := range f.volumes {
 		m, err := container.ParseBind(v)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -23,7 +24,10 @@ type MountPoint struct {
 	Propagation string `json:"Propagation"`
 	Driver      string `json:"Driver,omitempty"`
 	// NoCopy: do not fill a new, empty volume with the image's content.
-	NoCopy bool `json:"-"`
+	NoCopy bool `json:"NoCopy,omitempty"`
+	// Anonymous: made for this container (-v /path, an image's VOLUME), and
+	// removed with it by --rm and rm -v.
+	Anonymous bool `json:"Anonymous,omitempty"`
 }
 
 var volumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
@@ -37,10 +41,14 @@ func ParseBind(spec string) (MountPoint, error) {
 		return MountPoint{}, errdefs.Errorf(errdefs.ErrInvalid, "invalid volume specification: '%s': %s", spec, why)
 	}
 	parts := strings.Split(spec, ":")
-	if len(parts) < 2 || len(parts) > 3 {
-		if len(parts) == 1 && strings.HasPrefix(spec, "/") {
-			return MountPoint{}, errdefs.Errorf(errdefs.ErrUnsupported, "anonymous volumes (-v %s) are not supported by hako yet", spec)
+	if len(parts) == 1 && strings.HasPrefix(spec, "/") {
+		// -v /path: an anonymous volume.
+		if filepath.Clean(spec) == "/" {
+			return bad("destination can't be '/'")
 		}
+		return MountPoint{Type: "volume", Destination: filepath.Clean(spec), RW: true, Driver: "local", Anonymous: true}, nil
+	}
+	if len(parts) < 2 || len(parts) > 3 {
 		return bad("want SOURCE:TARGET[:OPTIONS]")
 	}
 	src, dst := parts[0], parts[1]
@@ -116,4 +124,31 @@ func (c *Container) bindMounts() []specs.Mount {
 		out = append(out, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
 	}
 	return out
+}
+
+// TmpfsMounts are --tmpfs mounts: PATH[:OPTIONS].
+func (c *Container) tmpfsMounts() []specs.Mount {
+	var out []specs.Mount
+	paths := make([]string, 0, len(c.HostConfig.Tmpfs))
+	for p := range c.HostConfig.Tmpfs {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		opts := []string{"nosuid", "nodev", "noexec"}
+		if o := c.HostConfig.Tmpfs[p]; o != "" {
+			opts = append(opts, strings.Split(o, ",")...)
+		}
+		out = append(out, specs.Mount{Destination: p, Type: "tmpfs", Source: "tmpfs", Options: opts})
+	}
+	return out
+}
+
+// ParseTmpfs reads --tmpfs PATH[:OPTIONS].
+func ParseTmpfs(spec string) (string, string, error) {
+	p, opts, _ := strings.Cut(spec, ":")
+	if !filepath.IsAbs(p) || filepath.Clean(p) == "/" {
+		return "", "", errdefs.Errorf(errdefs.ErrInvalid, "invalid tmpfs mount %q: the path must be absolute and not /", spec)
+	}
+	return filepath.Clean(p), opts, nil
 }

@@ -86,6 +86,8 @@ type HostConfig struct {
 	// PortBindings is -p: container port ("80/tcp") to host bindings.
 	PortBindings    map[string][]PortBinding `json:"PortBindings"`
 	PublishAllPorts bool                     `json:"PublishAllPorts"`
+	Tmpfs           map[string]string        `json:"Tmpfs,omitempty"`
+	VolumesFrom     []string                 `json:"VolumesFrom"`
 	LogConfig       struct {
 		Type   string            `json:"Type"`
 		Config map[string]string `json:"Config"`

@@ -19,6 +19,7 @@ import (
 	"hako.dev/hako/runtime/cgroup"
 	"hako.dev/hako/runtime/oci"
 	"hako.dev/hako/runtime/state"
+	"hako.dev/hako/runtime/volume"
 )
 
 // EnvMonitor marks a hako process started as a container's monitor.
@@ -190,6 +191,7 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 			// container is gone for every command; the client may go on
 			// while its files and cgroup are deleted.
 			aside, _ := m.store.SetAside(m.id)
+			m.removeAnonymousVolumes(c)
 			m.broadcast(frameExit, []byte(strconv.Itoa(code)))
 			m.dropCgroup()
 			if aside != "" {
@@ -537,4 +539,37 @@ func cgroupOptions(cg *cgroup.Manager) oci.Options {
 		return oci.Options{CgroupDir: cg.Path()}
 	}
 	return oci.Options{JoinCgroup: cg.Add}
+}
+
+// removeAnonymousVolumes deletes the anonymous volumes of a --rm container
+// that no other container mounts (--volumes-from may share them).
+func (m *monitor) removeAnonymousVolumes(c *Container) {
+	var names []string
+	for _, mp := range c.MountPoints {
+		if mp.Type == "volume" && mp.Anonymous && mp.Name != "" {
+			names = append(names, mp.Name)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	others, err := m.store.List()
+	if err != nil {
+		return
+	}
+	vs, err := volume.NewStore(m.store.Root())
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		used := false
+		for _, o := range others {
+			for _, mp := range o.MountPoints {
+				used = used || (mp.Type == "volume" && mp.Name == n)
+			}
+		}
+		if !used {
+			vs.Remove(n)
+		}
+	}
 }

@@ -100,6 +100,7 @@ func (s *Store) Spec(c *Container) *specs.Spec {
 		})
 	}
 	mounts = append(mounts, c.bindMounts()...)
+	mounts = append(mounts, c.tmpfsMounts()...)
 	spec := &specs.Spec{
 		Version:  specs.Version,
 		Root:     &specs.Root{Path: filepath.Join(dir, "rootfs"), Readonly: c.HostConfig.ReadonlyRootfs},

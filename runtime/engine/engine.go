@@ -76,8 +76,11 @@ type CreateOptions struct {
 	PullProgress io.Writer
 	// Platform is --platform, for a pull.
 	Platform string
-	// Binds are -v bind mounts, checked by container.ParseBind.
+	// Binds are -v mounts (binds, named and anonymous volumes), checked by
+	// container.ParseBind.
 	Binds []container.MountPoint
+	// VolumesFrom are --volumes-from CONTAINER[:ro|:rw].
+	VolumesFrom []string
 }
 
 // Offline reports HAKO_OFFLINE: pull only from loopback registries.
@@ -210,10 +213,47 @@ func (e *Engine) Create(ctx context.Context, opt CreateOptions) (*container.Cont
 	if cfg.Hostname == "" {
 		cfg.Hostname = id[:12]
 	}
+	// --volumes-from: the other container's mounts, at the same paths.
+	for _, vf := range opt.VolumesFrom {
+		ref, mode, _ := strings.Cut(vf, ":")
+		if mode != "" && mode != "ro" && mode != "rw" {
+			return nil, errdefs.Errorf(errdefs.ErrInvalid, "invalid mode for volumes-from: %s", mode)
+		}
+		from, err := e.Containers.Find(ref)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range from.MountPoints {
+			m.Anonymous = false // it belongs to the other container
+			if mode != "" {
+				m.RW = mode == "rw"
+			}
+			opt.Binds = append(opt.Binds, m)
+		}
+	}
+	// The image's VOLUME paths without a mount get anonymous volumes.
+	for p := range cfg.Volumes {
+		covered := false
+		for _, b := range opt.Binds {
+			if b.Destination == filepath.Clean(p) {
+				covered = true
+			}
+		}
+		if !covered {
+			opt.Binds = append(opt.Binds, container.MountPoint{Type: "volume", Destination: filepath.Clean(p), RW: true, Driver: "local", Anonymous: true})
+		}
+	}
 	for i, b := range opt.Binds {
 		if b.Type == "volume" {
-			// -v NAME:/path makes the volume on first use.
-			v, _, err := e.Volumes.Create(b.Name, nil)
+			// -v NAME:/path makes the volume on first use; -v /path and
+			// VOLUME make an anonymous one.
+			var labels map[string]string
+			if b.Anonymous && b.Name == "" {
+				b.Name = randomName()
+				opt.Binds[i].Name = b.Name
+				labels = map[string]string{"com.docker.volume.anonymous": ""}
+			}
+			v, _, err := e.Volumes.Create(b.Name, labels)
 			if err != nil {
 				return nil, err
 			}
@@ -394,4 +434,29 @@ func (e *Engine) RemoveVolume(name string) error {
 		return errdefs.Errorf(errdefs.ErrConflict, "remove %s: volume is in use - [%s]", name, strings.Join(users, ", "))
 	}
 	return e.Volumes.Remove(name)
+}
+
+// randomName is an anonymous volume's name: 64 hex digits, as Docker's.
+func randomName() string { return container.NewID() }
+
+// RemoveContainer is `rm`: with volumes (-v), the container's anonymous
+// volumes go too, unless another container uses them.
+func (e *Engine) RemoveContainer(ctx context.Context, c *container.Container, force, volumes bool) error {
+	if err := e.Containers.Remove(ctx, c.ID, force); err != nil {
+		return err
+	}
+	if volumes {
+		e.removeAnonymousVolumes(c)
+	}
+	return nil
+}
+
+func (e *Engine) removeAnonymousVolumes(c *container.Container) {
+	for _, m := range c.MountPoints {
+		if m.Type == "volume" && m.Anonymous && m.Name != "" {
+			if users, err := e.VolumeUsers(m.Name); err == nil && len(users) == 0 {
+				e.Volumes.Remove(m.Name)
+			}
+		}
+	}
 }
