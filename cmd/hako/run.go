@@ -30,6 +30,7 @@ type createFlags struct {
 	pidsLimit                                          int64
 	env, envFile, attach, securityOpt, capAdd, capDrop []string
 	labels, publish, volumes, volumesFrom, tmpfs       []string
+	mounts                                             []string
 	pull, platform                                     string
 	interactive, tty, rm, readOnly, init, privileged   bool
 	publishAll                                         bool
@@ -65,6 +66,7 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&f.volumes, "volume", "v", nil, "Bind mount a volume")
 	fs.StringArrayVar(&f.volumesFrom, "volumes-from", nil, "Mount volumes from the specified container(s)")
 	fs.StringArrayVar(&f.tmpfs, "tmpfs", nil, "Mount a tmpfs directory")
+	fs.StringArrayVar(&f.mounts, "mount", nil, "Attach a filesystem mount to the container")
 	fs.BoolVarP(&f.interactive, "interactive", "i", false, "Keep STDIN open even if not attached")
 	fs.BoolVarP(&f.tty, "tty", "t", false, "Allocate a pseudo-TTY")
 	fs.BoolVar(&f.rm, "rm", false, "Automatically remove the container and its associated anonymous volumes when it exits")
@@ -148,6 +150,20 @@ func (f *createFlags) options(fs *pflag.FlagSet, args []string) (engine.CreateOp
 			o.HostConfig.Tmpfs = map[string]string{}
 		}
 		o.HostConfig.Tmpfs[p] = opts
+	}
+	for _, spec := range f.mounts {
+		m, err := container.ParseMount(spec)
+		if err != nil {
+			return o, err
+		}
+		if m.Type == "tmpfs" {
+			if o.HostConfig.Tmpfs == nil {
+				o.HostConfig.Tmpfs = map[string]string{}
+			}
+			o.HostConfig.Tmpfs[m.Destination] = ""
+			continue
+		}
+		o.Binds = append(o.Binds, m)
 	}
 	for _, v := range f.volumes {
 		m, err := container.ParseBind(v)

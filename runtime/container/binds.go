@@ -152,3 +152,69 @@ func ParseTmpfs(spec string) (string, string, error) {
 	}
 	return filepath.Clean(p), opts, nil
 }
+
+// ParseMount reads --mount type=bind|volume|tmpfs,source=,target=,readonly
+// (Docker's long form; src/source, dst/destination/target, ro/readonly).
+// A tmpfs mount is returned with Type "tmpfs" for the caller to place.
+func ParseMount(spec string) (MountPoint, error) {
+	bad := func(why string) (MountPoint, error) {
+		return MountPoint{}, errdefs.Errorf(errdefs.ErrInvalid, "invalid argument %q for \"--mount\" flag: %s", spec, why)
+	}
+	m := MountPoint{Type: "volume", RW: true}
+	for _, field := range strings.Split(spec, ",") {
+		k, v, hasV := strings.Cut(field, "=")
+		switch strings.ToLower(k) {
+		case "type":
+			switch v {
+			case "bind", "volume", "tmpfs":
+				m.Type = v
+			default:
+				return bad("unknown mount type " + v)
+			}
+		case "source", "src":
+			m.Source = v
+		case "target", "dst", "destination":
+			m.Destination = v
+		case "readonly", "ro":
+			m.RW = hasV && (v == "false" || v == "0")
+		case "volume-nocopy":
+			m.NoCopy = !hasV || v == "true" || v == "1"
+		case "bind-propagation":
+			m.Propagation = v
+		case "consistency", "tmpfs-size", "tmpfs-mode", "volume-driver", "volume-opt", "bind-nonrecursive":
+		default:
+			return bad("unexpected key '" + k + "'")
+		}
+	}
+	if m.Destination == "" {
+		return bad("target is required")
+	}
+	if !filepath.IsAbs(m.Destination) || filepath.Clean(m.Destination) == "/" {
+		return bad("the target must be an absolute path other than /")
+	}
+	m.Destination = filepath.Clean(m.Destination)
+	switch m.Type {
+	case "bind":
+		if !filepath.IsAbs(m.Source) {
+			return bad("the source of a bind mount must be an absolute host path")
+		}
+		// Unlike -v, --mount does not create a missing source.
+		if _, err := os.Stat(m.Source); err != nil {
+			return MountPoint{}, errdefs.Errorf(errdefs.ErrInvalid, "invalid mount config for type \"bind\": bind source path does not exist: %s", m.Source)
+		}
+		m.Source = filepath.Clean(m.Source)
+		if m.Propagation == "" {
+			m.Propagation = "rprivate"
+		}
+	case "volume":
+		m.Driver = "local"
+		if m.Source == "" {
+			m.Anonymous = true
+		} else if !volumeName.MatchString(m.Source) {
+			return bad("invalid volume name " + m.Source)
+		} else {
+			m.Name, m.Source = m.Source, ""
+		}
+	}
+	return m, nil
+}
