@@ -345,12 +345,19 @@ func openInRoot(rootfd int, path string, kind pathKind) (int, error) {
 // copyUp copies the tree at src (the image's content at a mount target) into
 // dst (a volume's directory) when dst is empty. Symbolic links are copied as
 // links and never followed: src lies in the container's root, whose links
-// would resolve against the host's root here, before pivot_root.
+// would resolve against the host's root here, before pivot_root. Every write
+// goes through an os.Root of dst, so even a link swapped into the volume by
+// another container that shares it cannot lead a write out of it.
 func copyUp(src, dst string) error {
 	ents, err := os.ReadDir(dst)
 	if err != nil || len(ents) > 0 {
 		return err
 	}
+	root, err := os.OpenRoot(dst)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	// src is a /proc/self/fd link to the directory: the trailing slash makes
 	// the walk start inside it.
 	src += "/"
@@ -362,45 +369,44 @@ func copyUp(src, dst string) error {
 		if err != nil {
 			return err
 		}
-		out := filepath.Join(dst, rel)
-		st, _ := fi.Sys().(*syscall.Stat_t)
 		switch {
 		case rel == ".":
-			os.Chmod(dst, fi.Mode().Perm())
+			err = root.Chmod(".", fi.Mode().Perm())
 		case fi.IsDir():
-			if err := os.Mkdir(out, fi.Mode().Perm()); err != nil {
-				return err
-			}
+			err = root.Mkdir(rel, fi.Mode().Perm())
 		case fi.Mode()&os.ModeSymlink != 0:
-			link, err := os.Readlink(path)
-			if err != nil {
-				return err
-			}
-			if err := os.Symlink(link, out); err != nil {
-				return err
+			var link string
+			if link, err = os.Readlink(path); err == nil {
+				err = root.Symlink(link, rel)
 			}
 		case fi.Mode().IsRegular():
-			in, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-			if err != nil {
-				return err
-			}
-			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, fi.Mode().Perm())
-			if err == nil {
-				_, err = io.Copy(f, in)
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
-			}
-			in.Close()
-			if err != nil {
-				return err
-			}
+			err = copyFileInto(root, path, rel, fi.Mode().Perm())
 		default:
 			return nil // devices, fifos, sockets: not copied
 		}
-		if st != nil {
-			unix.Lchown(out, int(st.Uid), int(st.Gid))
+		if err != nil {
+			return err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			root.Lchown(rel, int(st.Uid), int(st.Gid))
 		}
 		return nil
 	})
+}
+
+func copyFileInto(root *os.Root, from, rel string, perm os.FileMode) error {
+	in, err := os.OpenFile(from, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
