@@ -99,9 +99,16 @@ func lowerDirs(c *Container) []string {
 // ChangesTar writes the container's changes as an image layer (tar).
 func (s *Store) ChangesTar(c *Container, w io.Writer) error {
 	upper := s.upperDir(c.ID)
+	// A running container may swap a directory for a symlink while this
+	// walks: files are opened through an os.Root of the upper directory.
+	rt, err := os.OpenRoot(upper)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
 	tw := tar.NewWriter(w)
 	links := map[[2]uint64]string{}
-	err := filepath.Walk(upper, func(path string, fi fs.FileInfo, err error) error {
+	err = filepath.Walk(upper, func(path string, fi fs.FileInfo, err error) error {
 		if err != nil || path == upper {
 			return err
 		}
@@ -145,7 +152,7 @@ func (s *Store) ChangesTar(c *Container, w io.Writer) error {
 			}
 		}
 		if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
-			f, err := os.Open(path)
+			f, err := rt.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 			if err != nil {
 				return err
 			}

@@ -201,7 +201,14 @@ type inodeKey struct{ dev, ino uint64 }
 func writeTree(w io.Writer, root string) error {
 	tw := tar.NewWriter(w)
 	links := map[inodeKey]string{}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	// Files are opened through an os.Root: a running container may swap a
+	// directory for a symlink meanwhile, and no read may follow it out.
+	rt, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -251,7 +258,7 @@ func writeTree(w io.Writer, root string) error {
 			}
 			hdr.Typeflag = tar.TypeReg
 			hdr.Size = st.Size
-			f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+			f, err := rt.OpenFile(rel, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 			if err != nil {
 				return err
 			}
