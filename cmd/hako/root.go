@@ -97,7 +97,7 @@ func (c *cli) rootCmd() *cobra.Command {
 		return []*cobra.Command{
 			c.runCmd(), c.createCmd(), c.startCmd(), c.stopCmd(), c.restartCmd(), c.killCmd(),
 			c.rmCmd(), c.psCmd(), c.logsCmd(), c.waitCmd(), c.execCmd(), c.attachCmd(),
-			c.topCmd(), c.renameCmd(), c.portCmd(), c.diffCmd(), c.commitCmd(), c.inspectCmd("container"),
+			c.topCmd(), c.renameCmd(), c.portCmd(), c.diffCmd(), c.commitCmd(), c.cpCmd(), c.inspectCmd("container"),
 		}
 	}
 	root.AddCommand(containerCmds()...)

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"hako.dev/hako/runtime/container"
+)
+
+// splitCpArg reads CONTAINER:PATH; a path that starts with / or . is local.
+func splitCpArg(arg string) (ctr, p string) {
+	if strings.HasPrefix(arg, "/") || strings.HasPrefix(arg, ".") {
+		return "", arg
+	}
+	c, p, ok := strings.Cut(arg, ":")
+	if !ok {
+		return "", arg
+	}
+	return c, p
+}
+
+func (c *cli) cpCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n  hako cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH",
+		Short: "Copy files/folders between a container and the local filesystem",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			srcC, srcP := splitCpArg(args[0])
+			dstC, dstP := splitCpArg(args[1])
+			switch {
+			case srcC != "" && dstC != "":
+				return &exitError{code: 1, msg: "copying between containers is not supported"}
+			case srcC == "" && dstC == "":
+				return &exitError{code: 1, msg: "must specify at least one container source"}
+			}
+			if srcC != "" {
+				eng, ctr, err := c.findContainer(srcC)
+				if err != nil {
+					return err
+				}
+				if dstP == "-" {
+					if err := eng.Containers.CopyOut(ctr, srcP, c.out); err != nil {
+						return fail1(err)
+					}
+					return nil
+				}
+				pr, pw := io.Pipe()
+				go func() { pw.CloseWithError(eng.Containers.CopyOut(ctr, srcP, pw)) }()
+				err = extractHost(pr, dstP)
+				pr.Close()
+				if err != nil {
+					return fail1(err)
+				}
+				return nil
+			}
+			eng, ctr, err := c.findContainer(dstC)
+			if err != nil {
+				return err
+			}
+			if srcP == "-" {
+				if err := eng.Containers.CopyIn(ctr, c.in, dstP, true); err != nil {
+					return fail1(err)
+				}
+				return nil
+			}
+			if _, err := os.Lstat(srcP); err != nil {
+				return &exitError{code: 1, msg: fmt.Sprintf("lstat %s: no such file or directory", srcP)}
+			}
+			pr, pw := io.Pipe()
+			go func() { pw.CloseWithError(container.HostTar(srcP, pw)) }()
+			err = eng.Containers.CopyIn(ctr, pr, dstP, false)
+			pr.Close()
+			if err != nil {
+				return fail1(err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolP("archive", "a", false, "Archive mode (copy all uid/gid information)")
+	cmd.Flags().BoolP("follow-link", "L", false, "Always follow symbol link in SRC_PATH")
+	return cmd
+}
+
+// extractHost writes a tar from a container to dst on the host: into dst if
+// it is a directory, else as dst. Writes go through an os.Root of the target
+// directory, so the archive's own links cannot send a file elsewhere.
+func extractHost(r io.Reader, dst string) error {
+	dir, rename := dst, ""
+	if fi, err := os.Stat(dst); err != nil || !fi.IsDir() {
+		dir, rename = filepath.Dir(dst), filepath.Base(dst)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := path.Clean(hdr.Name)
+		if rename != "" {
+			_, rest, _ := strings.Cut(name, "/")
+			name = path.Join(rename, rest)
+		}
+		mode := fs.FileMode(hdr.Mode).Perm()
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := root.MkdirAll(name, mode|0o700); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			root.Remove(name)
+			f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			root.Remove(name)
+			if err := root.Symlink(hdr.Linkname, name); err != nil {
+				return err
+			}
+		}
+	}
+}

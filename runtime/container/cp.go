@@ -1,0 +1,223 @@
+package container
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"hako.dev/hako/runtime/errdefs"
+)
+
+// `cp` works on a running container through an os.Root of /proc/PID/root:
+// every path is resolved inside the container's root by the kernel, one
+// component at a time, so no symbolic link, not even one swapped in while the
+// copy runs, leads outside it (the CVE-2018-15664 class). A link that points
+// out of the root is an error rather than followed.
+
+func (s *Store) containerRoot(c *Container) (*os.Root, error) {
+	cur, err := s.Load(c.ID)
+	if err != nil {
+		return nil, err
+	}
+	if !cur.State.Running || cur.State.Pid <= 0 {
+		return nil, errdefs.Errorf(errdefs.ErrUnsupported, "hako copies files only with a running container: start %s first", c.Name)
+	}
+	return os.OpenRoot("/proc/" + strconv.Itoa(cur.State.Pid) + "/root")
+}
+
+func relIn(p string) string {
+	r := strings.TrimPrefix(path.Clean("/"+p), "/")
+	if r == "" {
+		return "."
+	}
+	return r
+}
+
+// CopyOut writes the file or tree at src in the container as a tar to w,
+// entries named from the last element of src, as `docker cp C:SRC -` does.
+func (s *Store) CopyOut(c *Container, src string, w io.Writer) error {
+	root, err := s.containerRoot(c)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	rel := relIn(src)
+	if _, err := root.Lstat(rel); err != nil {
+		return errdefs.Errorf(errdefs.ErrNotFound, "Could not find the file %s in container %s", src, c.Name)
+	}
+	base := path.Base(rel)
+	if rel == "." {
+		base = "."
+	}
+	tw := tar.NewWriter(w)
+	err = fs.WalkDir(root.FS(), rel, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := root.Lstat(p)
+		if err != nil {
+			return err
+		}
+		name := base
+		if p != rel {
+			name = path.Join(base, strings.TrimPrefix(p, rel+"/"))
+		}
+		link := ""
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if link, err = root.Readlink(p); err != nil {
+				return err
+			}
+		}
+		hdr, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return err
+		}
+		hdr.Name, hdr.Uname, hdr.Gname = name, "", ""
+		if fi.IsDir() {
+			hdr.Name += "/"
+		}
+		if !fi.Mode().IsRegular() && !fi.IsDir() && fi.Mode()&fs.ModeSymlink == 0 {
+			return nil // devices, fifos, sockets
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if fi.Mode().IsRegular() {
+			f, err := root.OpenFile(p, os.O_RDONLY, 0)
+			if err != nil {
+				return err
+			}
+			_, err = io.CopyN(tw, f, fi.Size())
+			f.Close()
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("copy from %s:%s: %w", c.Name, src, err)
+	}
+	return tw.Close()
+}
+
+// CopyIn extracts the tar r into the container: into dst when it is a
+// directory; otherwise its top entry takes dst's name (unless mustBeDir, as
+// for a tar on stdin, when that is an error).
+func (s *Store) CopyIn(c *Container, r io.Reader, dst string, mustBeDir bool) error {
+	root, err := s.containerRoot(c)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	dir := relIn(dst)
+	rename := ""
+	if fi, err := root.Stat(dir); err != nil || !fi.IsDir() {
+		if mustBeDir {
+			return errdefs.Errorf(errdefs.ErrNotFound, "Could not find the file %s in container %s", dst, c.Name)
+		}
+		if _, err := root.Stat(relIn(path.Dir(dir))); err != nil {
+			return errdefs.Errorf(errdefs.ErrNotFound, "Could not find the file %s in container %s", path.Dir("/"+dir), c.Name)
+		}
+		rename = dir
+	}
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("copy to %s:%s: %w", c.Name, dst, err)
+		}
+		name := path.Clean(hdr.Name)
+		if name == ".." || strings.HasPrefix(name, "../") || path.IsAbs(name) {
+			return errdefs.Errorf(errdefs.ErrInvalid, "copy to %s: entry %q leaves its directory", c.Name, hdr.Name)
+		}
+		target := path.Join(dir, name)
+		if rename != "" {
+			_, rest, _ := strings.Cut(name, "/")
+			target = path.Join(rename, rest)
+		}
+		mode := fs.FileMode(hdr.Mode).Perm()
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := root.MkdirAll(target, mode|0o700); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := root.MkdirAll(path.Dir(target), 0o755); err != nil {
+				return err
+			}
+			root.Remove(target)
+			f, err := root.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			root.Remove(target)
+			if err := root.Symlink(hdr.Linkname, target); err != nil {
+				return err
+			}
+		default:
+			continue
+		}
+		root.Lchown(target, hdr.Uid, hdr.Gid)
+	}
+}
+
+// HostTar writes the host file or tree at src as a tar (for CopyIn).
+func HostTar(src string, w io.Writer) error {
+	tw := tar.NewWriter(w)
+	base := filepath.Base(filepath.Clean(src))
+	err := filepath.Walk(src, func(p string, fi fs.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		name := filepath.ToSlash(filepath.Join(base, rel))
+		link := ""
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		} else if !fi.Mode().IsRegular() && !fi.IsDir() {
+			return nil
+		}
+		hdr, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return err
+		}
+		hdr.Name, hdr.Uname, hdr.Gname = name, "", ""
+		hdr.Uid, hdr.Gid = 0, 0 // as Docker: copied files belong to root
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if fi.Mode().IsRegular() {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			_, err = io.CopyN(tw, f, fi.Size())
+			f.Close()
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
