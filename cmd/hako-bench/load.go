@@ -43,6 +43,9 @@ const (
 var groupRows = map[string][]string{
 	"load-200m":  {"load-200m", "load-200m-tar", "load-200m-podman"},
 	"pull-local": {"pull-local", "pull-local-skopeo"},
+	// issue 5's anchors (volumes.go)
+	"cp-100m":     {"cp-100m", "cp-100m-cp"},
+	"commit-100m": {"commit-100m", "commit-100m-tar"},
 }
 
 // bigImage is the generated image: the docker-archive and its layer tars.

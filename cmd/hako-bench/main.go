@@ -39,7 +39,7 @@ const (
 )
 
 // rowNames are the rows in the order they run and print; -only takes one.
-var rowNames = []string{"hako-run", "crun-run", "runc-run", "hako-oci-run", "hako-version", "monitor-rss", "load-200m", "pull-local"}
+var rowNames = []string{"hako-run", "crun-run", "runc-run", "hako-oci-run", "hako-version", "monitor-rss", "load-200m", "pull-local", "cp-100m", "commit-100m"}
 
 // result is one row of the table.
 type result struct {
@@ -145,7 +145,9 @@ func run() int {
 		}
 		b.progress("measuring %s ...", name)
 		var rs []*result
-		if _, ok := groupRows[name]; ok {
+		if vs := b.volumeGroup(ctx, name); vs != nil {
+			rs = vs
+		} else if _, ok := groupRows[name]; ok {
 			rs = b.measureGroup(ctx, name)
 		} else {
 			rs = []*result{b.measure(ctx, name)}
@@ -241,7 +243,7 @@ func computeGoals(by map[string]*result, only string) []goal {
 		}
 		goals = append(goals, g)
 	}
-	return append(goals, loadGoals(by, only)...)
+	return append(append(goals, loadGoals(by, only)...), volumeGoals(by, only)...)
 }
 
 func metOrMissed(ok bool) string {
@@ -252,7 +254,7 @@ func metOrMissed(ok bool) string {
 }
 
 func printTable(w io.Writer, n int, results []*result, goals []goal, notes []string) {
-	fmt.Fprintf(w, "hako-bench: median and p90 of %d runs each (load-200m, pull-local: N below), after %d warm-ups\n\n", n, warmups)
+	fmt.Fprintf(w, "hako-bench: median and p90 of %d runs each (load-200m, pull-local, cp-100m, commit-100m: N below), after %d warm-ups\n\n", n, warmups)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "BENCHMARK\tCOMMAND\tN\tMEDIAN\tP90\tMIN\tMAX\t")
 	for _, r := range results {
