@@ -27,7 +27,7 @@ func (s *Store) containerRoot(c *Container) (*os.Root, error) {
 		return nil, err
 	}
 	if !cur.State.Running || cur.State.Pid <= 0 {
-		return nil, errdefs.Errorf(errdefs.ErrUnsupported, "hako copies files only with a running container: start %s first", c.Name)
+		return nil, errdefs.Errorf(errdefs.ErrUnsupported, "hako copies files into a container only while it runs: start %s first", c.Name)
 	}
 	return os.OpenRoot("/proc/" + strconv.Itoa(cur.State.Pid) + "/root")
 }
@@ -43,6 +43,9 @@ func relIn(p string) string {
 // CopyOut writes the file or tree at src in the container as a tar to w,
 // entries named from the last element of src, as `docker cp C:SRC -` does.
 func (s *Store) CopyOut(c *Container, src string, w io.Writer) error {
+	if cur, err := s.Load(c.ID); err == nil && !cur.State.Running {
+		return s.copyOutStopped(c, src, w)
+	}
 	root, err := s.containerRoot(c)
 	if err != nil {
 		return err
@@ -218,6 +221,61 @@ func HostTar(src string, w io.Writer) error {
 	})
 	if err != nil {
 		return err
+	}
+	return tw.Close()
+}
+
+// copyOutStopped copies out of a container that does not run: its file
+// system is exported (a read-only overlay in a mount namespace of its own,
+// see Export) and the entries under src are kept, renamed from src's last
+// element. A path through a symbolic link is not followed here.
+func (s *Store) copyOutStopped(c *Container, src string, w io.Writer) error {
+	rel := relIn(src)
+	base := path.Base(rel)
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(s.Export(c.ID, pw)) }()
+	defer pr.Close()
+	tr := tar.NewReader(pr)
+	tw := tar.NewWriter(w)
+	found := false
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("copy from %s:%s: %w", c.Name, src, err)
+		}
+		name := strings.TrimSuffix(path.Clean(hdr.Name), "/")
+		switch {
+		case rel == ".":
+			// the whole root: every entry, under "."
+		case name == rel:
+			name = base
+		case strings.HasPrefix(name, rel+"/"):
+			name = path.Join(base, strings.TrimPrefix(name, rel+"/"))
+		default:
+			continue
+		}
+		found = true
+		if hdr.Typeflag == tar.TypeLink {
+			continue // hard links name entries that may lie outside src
+		}
+		if hdr.Typeflag == tar.TypeDir {
+			name += "/"
+		}
+		hdr.Name = name
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			if _, err := io.Copy(tw, tr); err != nil {
+				return err
+			}
+		}
+	}
+	if !found {
+		return errdefs.Errorf(errdefs.ErrNotFound, "Could not find the file %s in container %s", src, c.Name)
 	}
 	return tw.Close()
 }
