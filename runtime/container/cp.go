@@ -2,15 +2,19 @@ package container
 
 import (
 	"archive/tar"
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"hako.dev/hako/runtime/errdefs"
 )
@@ -113,19 +117,74 @@ func (s *Store) CopyOut(c *Container, src string, w io.Writer) error {
 // directory; otherwise its top entry takes dst's name (unless mustBeDir, as
 // for a tar on stdin, when that is an error).
 func (s *Store) CopyIn(c *Container, r io.Reader, dst string, mustBeDir bool) error {
+	cur, err := s.Load(c.ID)
+	if err != nil {
+		return err
+	}
+	if !cur.State.Running {
+		return s.copyInStopped(cur, r, dst, mustBeDir)
+	}
 	root, err := s.containerRoot(c)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
+	return extractInto(root, r, dst, mustBeDir, c.Name)
+}
+
+// copyInStopped mounts the stopped container's overlay writable in a mount
+// namespace of its own (a child process: see copyInChild) and extracts there,
+// under the container's lock.
+func (s *Store) copyInStopped(c *Container, r io.Reader, dst string, mustBeDir bool) error {
+	unlock, err := s.LockContainer(c.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if cur, err := s.Load(c.ID); err != nil || cur.State.Running || cur.State.Restarting {
+		return errdefs.Errorf(errdefs.ErrConflict, "%s started meanwhile: copy again", c.Name)
+	}
+	req, err := json.Marshal(exportRequest{CopyIn: dst, Options: c.Rootfs.Options, MustBeDir: mustBeDir, Name: c.Name})
+	if err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		exe = "/proc/self/exe"
+	}
+	var stderr bytes.Buffer
+	cmd := &exec.Cmd{
+		Path:        exe,
+		Args:        []string{"hako-export", string(req)},
+		Env:         []string{EnvExport + "=1"},
+		Stdin:       r,
+		Stderr:      &stderr,
+		SysProcAttr: &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL},
+	}
+	if err := cmd.Run(); err != nil {
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			if strings.Contains(msg, "Could not find the file") {
+				return errdefs.Errorf(errdefs.ErrNotFound, "%s", msg)
+			}
+			return errors.New(msg)
+		}
+		return fmt.Errorf("copy to %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// extractInto extracts the tar r under dst in root: into dst when it is a
+// directory; otherwise its top entry takes dst's name (unless mustBeDir, as
+// for a tar on stdin, when that is an error).
+func extractInto(root *os.Root, r io.Reader, dst string, mustBeDir bool, cname string) error {
 	dir := relIn(dst)
 	rename := ""
 	if fi, err := root.Stat(dir); err != nil || !fi.IsDir() {
 		if mustBeDir {
-			return errdefs.Errorf(errdefs.ErrNotFound, "Could not find the file %s in container %s", dst, c.Name)
+			return errdefs.Errorf(errdefs.ErrNotFound, "Could not find the file %s in container %s", dst, cname)
 		}
 		if _, err := root.Stat(relIn(path.Dir(dir))); err != nil {
-			return errdefs.Errorf(errdefs.ErrNotFound, "Could not find the file %s in container %s", path.Dir("/"+dir), c.Name)
+			return errdefs.Errorf(errdefs.ErrNotFound, "Could not find the file %s in container %s", path.Dir("/"+dir), cname)
 		}
 		rename = dir
 	}
@@ -136,11 +195,11 @@ func (s *Store) CopyIn(c *Container, r io.Reader, dst string, mustBeDir bool) er
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("copy to %s:%s: %w", c.Name, dst, err)
+			return fmt.Errorf("copy to %s:%s: %w", cname, dst, err)
 		}
 		name := path.Clean(hdr.Name)
 		if name == ".." || strings.HasPrefix(name, "../") || path.IsAbs(name) {
-			return errdefs.Errorf(errdefs.ErrInvalid, "copy to %s: entry %q leaves its directory", c.Name, hdr.Name)
+			return errdefs.Errorf(errdefs.ErrInvalid, "copy to %s: entry %q leaves its directory", cname, hdr.Name)
 		}
 		target := path.Join(dir, name)
 		if rename != "" {
@@ -274,6 +333,9 @@ func (s *Store) copyOutStopped(c *Container, src string, w io.Writer) error {
 			}
 		}
 	}
+	// The archive's end comes before the exporting child's: wait for it to
+	// unmount and clean up (it is killed when this process exits).
+	io.Copy(io.Discard, pr)
 	if !found {
 		return errdefs.Errorf(errdefs.ErrNotFound, "Could not find the file %s in container %s", src, c.Name)
 	}

@@ -26,6 +26,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -42,6 +43,13 @@ type exportRequest struct {
 	// Lower are the overlay's lowerdirs, topmost first: the container's upper
 	// directory, then the image's layers.
 	Lower []string `json:"lower"`
+	// CopyIn, if set, mounts the overlay writable (Options are the
+	// container's own overlay options) and extracts the tar on stdin at
+	// CopyIn instead of exporting.
+	CopyIn    string   `json:"copyIn,omitempty"`
+	Options   []string `json:"options,omitempty"`
+	MustBeDir bool     `json:"mustBeDir,omitempty"`
+	Name      string   `json:"name,omitempty"`
 }
 
 // exportLower returns the lowerdirs for a read-only view of the container's
@@ -118,6 +126,9 @@ func ExportMain() bool {
 		return false
 	}
 	os.Unsetenv(EnvExport)
+	// A reader that stops early must not kill this child by SIGPIPE before
+	// it unmounts and removes its mount point.
+	signal.Ignore(unix.SIGPIPE)
 	if len(os.Args) != 2 {
 		fmt.Fprintln(os.Stderr, "export: bad arguments")
 		os.Exit(2)
@@ -126,6 +137,13 @@ func ExportMain() bool {
 	if err := json.Unmarshal([]byte(os.Args[1]), &req); err != nil {
 		fmt.Fprintln(os.Stderr, "export:", err)
 		os.Exit(2)
+	}
+	if req.CopyIn != "" {
+		if err := copyInChild(req, os.Stdin); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	if err := exportChild(req, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "export:", err)
@@ -315,4 +333,33 @@ type zeroReader struct{}
 func (zeroReader) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// copyInChild runs in a fresh mount namespace: it mounts the container's
+// overlay writable (the container does not run) and extracts r at
+// req.CopyIn, every write confined by an os.Root of the mount.
+func copyInChild(req exportRequest, r io.Reader) error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make / rprivate: %w", err)
+	}
+	for _, o := range req.Options {
+		if strings.Contains(o, ",") {
+			return fmt.Errorf("bad overlay option %q", o)
+		}
+	}
+	mnt, err := os.MkdirTemp("", "hako-cp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(mnt)
+	if err := unix.Mount("overlay", mnt, "overlay", unix.MS_NODEV|unix.MS_NOSUID, strings.Join(req.Options, ",")); err != nil {
+		return fmt.Errorf("mount the container's root filesystem: %w", err)
+	}
+	defer unix.Unmount(mnt, unix.MNT_DETACH)
+	root, err := os.OpenRoot(mnt)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return extractInto(root, r, req.CopyIn, req.MustBeDir, req.Name)
 }
