@@ -2,6 +2,7 @@ package main
 
 import (
 	"archive/tar"
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -54,7 +55,16 @@ func (c *cli) cpCmd() *cobra.Command {
 					return nil
 				}
 				pr, pw := io.Pipe()
-				go func() { pw.CloseWithError(eng.Containers.CopyOut(ctr, srcP, pw)) }()
+				go func() {
+					// Large writes through the pipe: fewer hand-offs between
+					// the goroutine that reads and the one that writes.
+					bw := bufio.NewWriterSize(pw, 1<<20)
+					err := eng.Containers.CopyOut(ctr, srcP, bw)
+					if err == nil {
+						err = bw.Flush()
+					}
+					pw.CloseWithError(err)
+				}()
 				err = extractHost(pr, dstP)
 				pr.Close()
 				if err != nil {
@@ -104,6 +114,7 @@ func extractHost(r io.Reader, dst string) error {
 	}
 	defer root.Close()
 	tr := tar.NewReader(r)
+	buf := make([]byte, 256<<10)
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -124,12 +135,16 @@ func extractHost(r io.Reader, dst string) error {
 				return err
 			}
 		case tar.TypeReg:
-			root.Remove(name)
 			f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+			if errors.Is(err, fs.ErrExist) {
+				// replace what is there (never write through it: it may be a link)
+				root.Remove(name)
+				f, err = root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+			}
 			if err != nil {
 				return err
 			}
-			_, err = io.Copy(f, tr)
+			_, err = io.CopyBuffer(f, tr, buf)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
