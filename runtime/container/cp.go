@@ -64,6 +64,7 @@ func (s *Store) CopyOut(c *Container, src string, w io.Writer) error {
 		base = "."
 	}
 	tw := tar.NewWriter(w)
+	buf := make([]byte, 256<<10)
 	err = fs.WalkDir(root.FS(), rel, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -101,7 +102,9 @@ func (s *Store) CopyOut(c *Container, src string, w io.Writer) error {
 			if err != nil {
 				return err
 			}
-			_, err = io.CopyN(tw, f, fi.Size())
+			// One buffer for every file (plain Read/Write: no per-file
+			// allocation behind io.Copy's fast paths).
+			_, err = io.CopyBuffer(struct{ io.Writer }{tw}, io.LimitReader(struct{ io.Reader }{f}, fi.Size()), buf)
 			f.Close()
 			return err
 		}
