@@ -2,19 +2,15 @@ package container
 
 import (
 	"archive/tar"
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"hako.dev/hako/runtime/errdefs"
 )
@@ -147,30 +143,11 @@ func (s *Store) copyInStopped(c *Container, r io.Reader, dst string, mustBeDir b
 	if cur, err := s.Load(c.ID); err != nil || cur.State.Running || cur.State.Restarting {
 		return errdefs.Errorf(errdefs.ErrConflict, "%s started meanwhile: copy again", c.Name)
 	}
-	req, err := json.Marshal(exportRequest{CopyIn: dst, Options: c.Rootfs.Options, MustBeDir: mustBeDir, Name: c.Name})
+	err = runMountChild(exportRequest{CopyIn: dst, Options: c.Rootfs.Options, MustBeDir: mustBeDir, Name: c.Name}, r, nil)
+	if err != nil && strings.Contains(err.Error(), "Could not find the file") {
+		return errdefs.Errorf(errdefs.ErrNotFound, "%s", err)
+	}
 	if err != nil {
-		return err
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		exe = "/proc/self/exe"
-	}
-	var stderr bytes.Buffer
-	cmd := &exec.Cmd{
-		Path:        exe,
-		Args:        []string{"hako-export", string(req)},
-		Env:         []string{EnvExport + "=1"},
-		Stdin:       r,
-		Stderr:      &stderr,
-		SysProcAttr: &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL},
-	}
-	if err := cmd.Run(); err != nil {
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			if strings.Contains(msg, "Could not find the file") {
-				return errdefs.Errorf(errdefs.ErrNotFound, "%s", msg)
-			}
-			return errors.New(msg)
-		}
 		return fmt.Errorf("copy to %s: %w", c.Name, err)
 	}
 	return nil

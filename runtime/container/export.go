@@ -89,30 +89,7 @@ func (s *Store) Export(id string, w io.Writer) error {
 			return fmt.Errorf("export %s: %w", c.ShortID(), err)
 		}
 	}
-	req, err := json.Marshal(exportRequest{Lower: lower})
-	if err != nil {
-		return err
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		exe = "/proc/self/exe"
-	}
-	var stderr bytes.Buffer
-	cmd := &exec.Cmd{
-		Path:   exe,
-		Args:   []string{"hako-export", string(req)},
-		Env:    []string{EnvExport + "=1", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-		Stdout: w,
-		Stderr: &stderr,
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: syscall.CLONE_NEWNS,
-			Pdeathsig:  syscall.SIGKILL,
-		},
-	}
-	if err := cmd.Run(); err != nil {
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return errors.New(msg)
-		}
+	if err := runMountChild(exportRequest{Lower: lower}, nil, w); err != nil {
 		return fmt.Errorf("export %s: %w", c.ShortID(), err)
 	}
 	return nil
@@ -362,4 +339,35 @@ func copyInChild(req exportRequest, r io.Reader) error {
 	}
 	defer root.Close()
 	return extractInto(root, r, req.CopyIn, req.MustBeDir, req.Name)
+}
+
+// runMountChild runs the hako binary again as the export child (a mount
+// namespace of its own, killed if this process dies) with req, and returns
+// the child's own one-line error when it fails.
+func runMountChild(req exportRequest, stdin io.Reader, stdout io.Writer) error {
+	arg, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		exe = "/proc/self/exe"
+	}
+	var stderr bytes.Buffer
+	cmd := &exec.Cmd{
+		Path:        exe,
+		Args:        []string{"hako-export", string(arg)},
+		Env:         []string{EnvExport + "=1"},
+		Stdin:       stdin,
+		Stdout:      stdout,
+		Stderr:      &stderr,
+		SysProcAttr: &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL},
+	}
+	if err := cmd.Run(); err != nil {
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return errors.New(msg)
+		}
+		return err
+	}
+	return nil
 }
