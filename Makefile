@@ -12,7 +12,7 @@ export CGO_ENABLED := 1
 # docker-registry is the reference registry the push/pull tests use on
 # 127.0.0.1 (apache2-utils makes its htpasswd file); skopeo and podman are
 # the real tools the interop script checks hako against; crun and runc are the anchors `make bench` compares against.
-TEST_PKGS  := busybox-static docker-registry apache2-utils skopeo podman
+TEST_PKGS  := busybox-static docker-registry apache2-utils skopeo podman wrk
 BENCH_PKGS := crun runc
 
 .PHONY: all build run test bench images deps bench-deps clean
