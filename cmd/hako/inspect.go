@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"hako.dev/hako/runtime/network"
 	"path/filepath"
 	"strings"
 	"time"
@@ -122,11 +123,9 @@ func inspectContainer(eng *engine.Engine, c *container.Container) containerJSON 
 			"LowerDir": lower, "MergedDir": filepath.Join(dir, "rootfs"),
 			"UpperDir": filepath.Join(dir, "upper"), "WorkDir": filepath.Join(dir, "work"),
 		}},
-		Mounts: mountsJSON(c),
-		Config: c.Config,
-		NetworkSettings: networkSettingsJSON{
-			Ports: portsJSON(c), Networks: map[string]any{},
-		},
+		Mounts:          mountsJSON(c),
+		Config:          c.Config,
+		NetworkSettings: networkSettingsOf(c),
 	}
 }
 
@@ -247,4 +246,22 @@ func mountsJSON(c *container.Container) []any {
 		out = append(out, m)
 	}
 	return out
+}
+
+// networkSettingsOf is .NetworkSettings: every network by name, and, as in
+// Docker, the default bridge's address also at the top level (empty on
+// user-defined networks).
+func networkSettingsOf(c *container.Container) networkSettingsJSON {
+	ns := networkSettingsJSON{Ports: portsJSON(c), Networks: map[string]any{}}
+	for _, name := range c.NetworkNames() {
+		ns.Networks[name] = c.Networks[name]
+	}
+	if e, ok := c.Networks[network.Bridge]; ok && c.State.Running {
+		ns.IPAddress, ns.Gateway, ns.IPPrefixLen, ns.MacAddress = e.IPAddress, e.Gateway, e.IPPrefixLen, e.MacAddress
+		ns.Bridge = network.DefaultBridgeIface
+	}
+	if c.State.Running {
+		ns.SandboxKey = fmt.Sprintf("/proc/%d/ns/net", c.State.Pid)
+	}
+	return ns
 }

@@ -69,7 +69,7 @@ func psRow(c *container.Container, noTrunc bool, now time.Time) map[string]any {
 		"Names":      c.Name,
 		"Labels":     strings.Join(labels, ","),
 		"Mounts":     "",
-		"Networks":   c.HostConfig.NetworkMode,
+		"Networks":   strings.Join(c.NetworkNames(), ","),
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -28,7 +29,7 @@ type createFlags struct {
 	memory, memorySwap, cpus, detachKeys, network      string
 	cpuShares                                          int64
 	pidsLimit                                          int64
-	env, envFile, attach, securityOpt, capAdd, capDrop []string
+	env, envFile, attach, securityOpt, capAdd, capDrop, networkAlias, dns []string
 	labels, publish, volumes, volumesFrom, tmpfs       []string
 	mounts                                             []string
 	pull, platform                                     string
@@ -51,6 +52,10 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.Int64VarP(&f.cpuShares, "cpu-shares", "c", 0, "CPU shares (relative weight)")
 	fs.Int64Var(&f.pidsLimit, "pids-limit", 0, "Tune container pids limit (set -1 for unlimited)")
 	fs.StringVar(&f.network, "network", "", "Connect a container to a network")
+	fs.StringVar(&f.network, "net", "", "Connect a container to a network")
+	fs.MarkHidden("net")
+	fs.StringArrayVar(&f.networkAlias, "network-alias", nil, "Add network-scoped alias for the container")
+	fs.StringArrayVar(&f.dns, "dns", nil, "Set custom DNS servers")
 	fs.StringVar(&f.detachKeys, "detach-keys", "", "Override the key sequence for detaching a container")
 	fs.StringVar(&f.pull, "pull", "missing", `Pull image before running ("always", "missing", "never")`)
 	fs.StringVar(&f.platform, "platform", "", "Set platform if server is multi-platform capable")
@@ -173,11 +178,14 @@ func (f *createFlags) options(fs *pflag.FlagSet, args []string) (engine.CreateOp
 		o.Binds = append(o.Binds, m)
 		o.HostConfig.Binds = append(o.HostConfig.Binds, v)
 	}
-	switch f.network {
-	case "", "none", "default", "bridge":
-	default:
-		return o, fmt.Errorf("network %s not found (hako gives containers a loopback only, for now)", f.network)
+	o.HostConfig.NetworkMode = f.network
+	o.NetworkAliases = f.networkAlias
+	for _, d := range f.dns {
+		if net.ParseIP(d) == nil {
+			return o, fmt.Errorf("%s is not an ip address", d)
+		}
 	}
+	o.HostConfig.DNS = f.dns
 	hc := &o.HostConfig
 	hc.AutoRemove, hc.ReadonlyRootfs, hc.Privileged = f.rm, f.readOnly, f.privileged
 	hc.SecurityOpt = f.securityOpt

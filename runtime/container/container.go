@@ -34,6 +34,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"hako.dev/hako/runtime/errdefs"
+	"hako.dev/hako/runtime/network"
 	"hako.dev/hako/runtime/rootfs"
 	"hako.dev/hako/runtime/state"
 )
@@ -71,6 +72,7 @@ type HostConfig struct {
 	AutoRemove     bool          `json:"AutoRemove"`
 	RestartPolicy  RestartPolicy `json:"RestartPolicy"`
 	NetworkMode    string        `json:"NetworkMode"`
+	DNS            []string      `json:"Dns"`
 	Memory         int64         `json:"Memory"`
 	MemorySwap     int64         `json:"MemorySwap"`
 	NanoCpus       int64         `json:"NanoCpus"`
@@ -135,7 +137,10 @@ type Container struct {
 	Ports map[string][]PortBinding `json:"Ports,omitempty"`
 	// MountPoints are the container's bind mounts (Docker's .Mounts).
 	MountPoints []MountPoint `json:"MountPoints,omitempty"`
-	Monitor     *Monitor     `json:"Monitor,omitempty"`
+	// Networks is .NetworkSettings.Networks: the networks the container is
+	// attached to, by name, with their addresses while it runs.
+	Networks map[string]*EndpointSettings `json:"Networks,omitempty"`
+	Monitor  *Monitor                     `json:"Monitor,omitempty"`
 }
 
 // ShortID is the 12-character ID that tables show.
@@ -260,6 +265,15 @@ func (s *Store) Load(id string) (*Container, error) {
 			c.State.FinishedAt = time.Now().UTC()
 		}
 		c.Monitor = nil
+		for _, e := range c.Networks {
+			clearAddress(e)
+		}
+		// The monitor died without giving back the network: do it now.
+		if nets, err := network.NewStore(s.root); err == nil {
+			if leases, err := nets.Leases(c.ID); err == nil && len(leases) > 0 {
+				nets.Release(c.ID, 0)
+			}
+		}
 	}
 	return &c, nil
 }

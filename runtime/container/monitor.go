@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"hako.dev/hako/runtime/cgroup"
+	"hako.dev/hako/runtime/network"
 	"hako.dev/hako/runtime/oci"
 	"hako.dev/hako/runtime/state"
 	"hako.dev/hako/runtime/volume"
@@ -203,6 +204,7 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 		c, err = m.update(func(c *Container) {
 			c.State.Running, c.State.Pid, c.State.Status = false, 0, "exited"
 			c.Ports = nil
+			c.Networks = (*netStart)(nil).settings(c)
 			c.State.ExitCode = code
 			c.State.FinishedAt = time.Now().UTC()
 			restart = shouldRestart(c)
@@ -343,18 +345,42 @@ func (m *monitor) once(c *Container, report func(syncMsg)) (int, error) {
 		User:        c.Config.User,
 		DeathSignal: true,
 	}
-	pub, ports, err := listen(c.PublishedPorts())
+	var published map[string][]PortBinding
+	if mode := c.HostConfig.NetworkMode; mode != "host" && mode != "none" && c.ContainerNetwork() == "" {
+		published = c.PublishedPorts() // Docker discards them in the other modes
+	}
+	pub, ports, err := listen(published)
 	if err != nil {
 		m.setStdin(nil, nil)
 		return -1, err
 	}
 	defer pub.close()
-	p, err := oci.Start(cfg, stdio, cgroupOptions(cg))
+	netw, err := m.prepareNetwork(c, ports)
 	if err != nil {
 		m.setStdin(nil, nil)
 		return -1, err
 	}
-	pub.serve(p.Pid)
+	defer netw.release(m, c.ID)
+	netw.adjustSpec(c, cfg.Spec)
+	opts := cgroupOptions(cg)
+	if netw.setup != nil {
+		opts.Prepare = netw.setup.Plumb
+	}
+	p, err := oci.Start(cfg, stdio, opts)
+	if err != nil {
+		m.setStdin(nil, nil)
+		return -1, err
+	}
+	if netw.setup != nil && netw.setup.UsesDNS() {
+		netw.dns, err = network.StartDNS(p.Pid, netw.setup.Resolver(), network.HostUpstreams(network.HostResolvConf()))
+		if err != nil {
+			unix.Kill(p.Pid, unix.SIGKILL)
+			p.Wait()
+			m.setStdin(nil, nil)
+			return -1, fmt.Errorf("embedded DNS server: %w", err)
+		}
+	}
+	pub.serve(netw.dialer(p.Pid))
 	// The child has its copies now.
 	for _, f := range closers {
 		f.Close()
@@ -371,6 +397,7 @@ func (m *monitor) once(c *Container, report func(syncMsg)) (int, error) {
 	_, err = m.update(func(c *Container) {
 		c.State = State{Status: "running", Running: true, Pid: p.Pid, StartedAt: time.Now().UTC()}
 		c.Ports = ports
+		c.Networks = netw.settings(c)
 		c.Monitor = m.me
 		if !m.started {
 			c.StopRequested = false

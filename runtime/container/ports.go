@@ -156,8 +156,8 @@ func hostIPShown(ip string) string {
 	return ip
 }
 
-// serve forwards connections into the network namespace of process pid.
-func (p *publisher) serve(pid int) {
+// serve forwards connections to the container through dial.
+func (p *publisher) serve(dial func(port string) (net.Conn, error)) {
 	for i, ln := range p.listeners {
 		p.wg.Add(1)
 		go func(ln net.Listener, port string) {
@@ -167,7 +167,7 @@ func (p *publisher) serve(pid int) {
 				if err != nil {
 					return
 				}
-				go forward(c, pid, port)
+				go forward(c, dial, port)
 			}
 		}(ln, p.ports[i])
 	}
@@ -183,9 +183,9 @@ func (p *publisher) close() {
 	p.wg.Wait()
 }
 
-func forward(c net.Conn, pid int, port string) {
+func forward(c net.Conn, dial func(string) (net.Conn, error), port string) {
 	defer c.Close()
-	up, err := dialInNetns(pid, "127.0.0.1:"+port)
+	up, err := dial(port)
 	if err != nil {
 		return
 	}

@@ -19,6 +19,7 @@ import (
 	"hako.dev/hako/runtime/container"
 	"hako.dev/hako/runtime/errdefs"
 	"hako.dev/hako/runtime/image"
+	"hako.dev/hako/runtime/network"
 	"hako.dev/hako/runtime/rootfs"
 	"hako.dev/hako/runtime/state"
 	"hako.dev/hako/runtime/volume"
@@ -30,6 +31,7 @@ type Engine struct {
 	Images     *image.Store
 	Containers *container.Store
 	Volumes    *volume.Store
+	Networks   *network.Store
 }
 
 // RootFromEnv is the state root a command uses: --root, else HAKO_ROOT, else
@@ -60,7 +62,11 @@ func Open(dir string) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{Root: root, Images: images, Containers: cs, Volumes: vs}, nil
+	ns, err := network.NewStore(root)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{Root: root, Images: images, Containers: cs, Volumes: vs, Networks: ns}, nil
 }
 
 // CreateOptions are what `create` and `run` take.
@@ -81,6 +87,8 @@ type CreateOptions struct {
 	Binds []container.MountPoint
 	// VolumesFrom are --volumes-from CONTAINER[:ro|:rw].
 	VolumesFrom []string
+	// NetworkAliases are --network-alias names on the container's network.
+	NetworkAliases []string
 }
 
 // Offline reports HAKO_OFFLINE: pull only from loopback registries.
@@ -191,8 +199,9 @@ func (e *Engine) Create(ctx context.Context, opt CreateOptions) (*container.Cont
 		cfg.Volumes = ic.Volumes
 	}
 	hc := opt.HostConfig
-	if hc.NetworkMode == "" {
-		hc.NetworkMode = "none"
+	networks, err := e.networksFor(&hc, opt.NetworkAliases)
+	if err != nil {
+		return nil, err
 	}
 	if hc.LogConfig.Type == "" {
 		hc.LogConfig.Type = "json-file"
@@ -266,7 +275,7 @@ func (e *Engine) Create(ctx context.Context, opt CreateOptions) (*container.Cont
 	}
 	c := &container.Container{
 		ID: id, Created: time.Now().UTC(), Image: img.ID, ImageRef: opt.Config.Image,
-		Config: cfg, HostConfig: hc, MountPoints: opt.Binds,
+		Config: cfg, HostConfig: hc, MountPoints: opt.Binds, Networks: networks,
 		State: container.State{Status: "created"},
 	}
 	dir := e.Containers.Dir(id)
@@ -459,4 +468,61 @@ func (e *Engine) removeAnonymousVolumes(c *container.Container) {
 			}
 		}
 	}
+}
+
+// networksFor checks --network (a network's name or ID, host, none or
+// container:NAME; the default bridge when empty) and returns the container's
+// .NetworkSettings.Networks before its first start.
+func (e *Engine) networksFor(hc *container.HostConfig, aliases []string) (map[string]*container.EndpointSettings, error) {
+	mode := hc.NetworkMode
+	if mode == "" || mode == "default" {
+		mode = network.Bridge
+	}
+	if other, ok := strings.CutPrefix(mode, "container:"); ok {
+		if _, err := e.Containers.Find(other); err != nil {
+			return nil, err
+		}
+		if len(aliases) > 0 {
+			return nil, errdefs.Errorf(errdefs.ErrInvalid, "conflicting options: network-scoped aliases and the network mode %s", mode)
+		}
+		hc.NetworkMode = mode
+		return nil, nil
+	}
+	n, err := e.Networks.Find(mode)
+	if err != nil {
+		return nil, err
+	}
+	if (n.Default() || n.Driver != "bridge") && len(aliases) > 0 {
+		return nil, errdefs.Errorf(errdefs.ErrInvalid, "network-scoped alias is supported only for containers in user defined networks")
+	}
+	hc.NetworkMode = n.Name
+	return map[string]*container.EndpointSettings{n.Name: {NetworkID: n.ID, Aliases: aliases}}, nil
+}
+
+// ReleaseStaleNetworks gives back what containers that no longer run still
+// hold: leases and port rules left by a killed monitor or a reboot, and
+// rules of containers that are gone.
+func (e *Engine) ReleaseStaleNetworks() error {
+	cs, err := e.Containers.List() // Load releases the leases of dead monitors
+	if err != nil {
+		return err
+	}
+	running := map[string]bool{}
+	for _, c := range cs {
+		if c.State.Running || c.State.Restarting {
+			running[c.ID] = true
+		}
+	}
+	tags, err := network.TaggedRules()
+	if err != nil {
+		return err
+	}
+	for _, t := range tags {
+		if id, ok := strings.CutPrefix(t, "ctr:"); ok && !running[id] {
+			if err := e.Networks.Release(id, 0); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -91,6 +91,19 @@ func initContainer(c channel, msg []byte) error {
 			return fmt.Errorf("prctl pdeathsig: %w", err)
 		}
 	}
+	// A network namespace to share (`--network container:NAME`) is joined on
+	// this thread, which execs the command.
+	if p := namespacePath(spec, specs.NetworkNamespace); p != "" {
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open network namespace %s: %w", p, err)
+		}
+		err = unix.Setns(fd, unix.CLONE_NEWNET)
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("join network namespace %s: %w", p, err)
+		}
+	}
 	// Once in its cgroup, a new cgroup namespace makes that cgroup look like
 	// the root from inside.
 	cgroupNS := func() error {

@@ -56,6 +56,9 @@ type Options struct {
 	// waits for an RCU grace period (milliseconds); the init waits for it to
 	// finish before it makes its cgroup namespace and execs the command.
 	JoinCgroup func(pid int) error
+	// Prepare, if set, also runs while the init prepares its root, after
+	// JoinCgroup: the host gives the new network namespace its interfaces.
+	Prepare func(pid int) error
 	// Setsid starts the init in a session of its own, detached from the caller's
 	// terminal (for `hako oci create`, whose caller exits).
 	Setsid bool
@@ -67,6 +70,9 @@ func cloneFlags(spec *specs.Spec) (uintptr, error) {
 		return 0, nil
 	}
 	for _, ns := range spec.Linux.Namespaces {
+		if ns.Path != "" && ns.Type == specs.NetworkNamespace {
+			continue // the init joins it (setns) before anything else
+		}
 		if ns.Path != "" {
 			return 0, fmt.Errorf("joining the %s namespace at %s is not supported", ns.Type, ns.Path)
 		}
@@ -99,7 +105,18 @@ func Start(cfg *InitConfig, stdio Stdio, opt Options) (*Process, error) {
 		return nil, err
 	}
 	c := *cfg
-	c.LateCgroup = opt.JoinCgroup != nil
+	join := opt.JoinCgroup
+	if opt.Prepare != nil {
+		join = func(pid int) error {
+			if opt.JoinCgroup != nil {
+				if err := opt.JoinCgroup(pid); err != nil {
+					return err
+				}
+			}
+			return opt.Prepare(pid)
+		}
+	}
+	c.LateCgroup = join != nil
 	msg, err := json.Marshal(&c)
 	if err != nil {
 		return nil, err
@@ -118,7 +135,7 @@ func Start(cfg *InitConfig, stdio Stdio, opt Options) (*Process, error) {
 		defer unix.Close(fd)
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
 	}
-	return startChild(cmd, host, msg, opt.JoinCgroup)
+	return startChild(cmd, host, msg, join)
 }
 
 // Exec starts a process inside the running container whose init is pid,
