@@ -20,8 +20,8 @@ type networkJSON struct {
 	ConfigFrom struct {
 		Network string `json:"Network"`
 	} `json:"ConfigFrom"`
-	ConfigOnly bool                         `json:"ConfigOnly"`
-	Ingress    bool                         `json:"Ingress"`
+	ConfigOnly bool                        `json:"ConfigOnly"`
+	Ingress    bool                        `json:"Ingress"`
 	Containers map[string]networkContainer `json:"Containers"`
 }
 

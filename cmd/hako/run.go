@@ -25,16 +25,16 @@ import (
 
 // createFlags are the flags `run` and `create` share.
 type createFlags struct {
-	name, workdir, user, entrypoint, hostname, restart string
-	memory, memorySwap, cpus, detachKeys, network      string
-	cpuShares                                          int64
-	pidsLimit                                          int64
+	name, workdir, user, entrypoint, hostname, restart                    string
+	memory, memorySwap, cpus, detachKeys, network                         string
+	cpuShares                                                             int64
+	pidsLimit                                                             int64
 	env, envFile, attach, securityOpt, capAdd, capDrop, networkAlias, dns []string
-	labels, publish, volumes, volumesFrom, tmpfs       []string
-	mounts                                             []string
-	pull, platform                                     string
-	interactive, tty, rm, readOnly, init, privileged   bool
-	publishAll                                         bool
+	labels, publish, volumes, volumesFrom, tmpfs                          []string
+	mounts                                                                []string
+	pull, platform                                                        string
+	interactive, tty, rm, readOnly, init, privileged                      bool
+	publishAll                                                            bool
 }
 
 func (f *createFlags) register(fs *pflag.FlagSet) {

@@ -374,4 +374,3 @@ func (s *Store) NetworkUsers(n *network.Network) bool {
 	}
 	return false
 }
-

@@ -195,4 +195,3 @@ func unplumb(ep *Endpoint, pid int) {
 		}
 	}
 }
-

@@ -131,9 +131,9 @@ func NewStore(root *state.Root) (*Store, error) {
 // Lock takes the store's lock.
 func (s *Store) Lock() (func(), error) { return state.Lock(filepath.Join(s.dir, ".lock")) }
 
-func (s *Store) netDir(id string) string       { return filepath.Join(s.dir, id) }
-func (s *Store) endpointDir(id string) string  { return filepath.Join(s.dir, id, "endpoints") }
-func (s *Store) recordPath(id string) string   { return filepath.Join(s.dir, id, "network.json") }
+func (s *Store) netDir(id string) string         { return filepath.Join(s.dir, id) }
+func (s *Store) endpointDir(id string) string    { return filepath.Join(s.dir, id, "endpoints") }
+func (s *Store) recordPath(id string) string     { return filepath.Join(s.dir, id, "network.json") }
 func (s *Store) endpointPath(n, c string) string { return filepath.Join(s.endpointDir(n), c+".json") }
 
 var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
@@ -265,8 +265,8 @@ func (s *Store) ensurePredefined() error {
 				"com.docker.network.bridge.enable_icc":           "true",
 				"com.docker.network.bridge.enable_ip_masquerade": "true",
 				"com.docker.network.bridge.host_binding_ipv4":    "0.0.0.0",
-				optBridgeName:                     DefaultBridgeIface,
-				"com.docker.network.driver.mtu":   "1500",
+				optBridgeName:                   DefaultBridgeIface,
+				"com.docker.network.driver.mtu": "1500",
 			},
 			Labels: map[string]string{}}
 		if err := s.write(n); err != nil {
@@ -278,7 +278,7 @@ func (s *Store) ensurePredefined() error {
 			continue
 		}
 		n := &Network{Name: p.name, ID: newID(), Created: now, Scope: "local", Driver: p.driver,
-			IPAM: IPAM{Driver: "default", Options: map[string]string{}, Config: []IPAMConfig{}},
+			IPAM:    IPAM{Driver: "default", Options: map[string]string{}, Config: []IPAMConfig{}},
 			Options: map[string]string{}, Labels: map[string]string{}}
 		if err := s.write(n); err != nil {
 			return err
@@ -566,4 +566,3 @@ func (s *Store) Leases(ctrID string) (map[string]*Endpoint, error) {
 	}
 	return out, nil
 }
-
