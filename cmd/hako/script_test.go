@@ -128,6 +128,8 @@ func cleanupRoot(root string) {
 	for _, c := range list {
 		eng.Containers.Remove(ctx, c.ID, true)
 	}
+	// The root's bridges, leases and nftables rules.
+	eng.Networks.Teardown()
 	// Containers whose monitor died keep nothing running, but a cgroup may stay.
 	ids, _ := eng.Containers.IDs()
 	for _, id := range ids {

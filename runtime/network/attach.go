@@ -80,7 +80,28 @@ func (s *Store) lease(n *Network, ctrID, name string, aliases []string, iface st
 	if _, err := os.Stat(s.endpointPath(n.ID, ctrID)); err == nil {
 		return nil, errdefs.Errorf(errdefs.ErrConflict, "endpoint with name %s already exists in network %s", name, n.Name)
 	}
-	if err := ensureBridge(n); err != nil {
+	var repick func(*Network) error
+	if n.Default() {
+		repick = func(n *Network) error {
+			all, err := s.list()
+			if err != nil {
+				return err
+			}
+			var others []*Network
+			for _, o := range all {
+				if o.ID != n.ID {
+					others = append(others, o)
+				}
+			}
+			sub, err := s.freeSubnet(others)
+			if err != nil {
+				return err
+			}
+			n.IPAM.Config = []IPAMConfig{{Subnet: sub.String(), Gateway: sub.Addr().Next().String()}}
+			return s.write(n)
+		}
+	}
+	if err := ensureBridge(n, repick); err != nil {
 		return nil, err
 	}
 	ip, err := s.allocate(n)

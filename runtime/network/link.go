@@ -10,6 +10,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"hako.dev/hako/runtime/errdefs"
+	"hako.dev/hako/runtime/state"
 )
 
 // hostRoutes are the IPv4 destinations the host routes (the main table).
@@ -39,13 +42,30 @@ func writeSysctl(path, value string) error {
 // nftables rules, unless it exists (the caller holds the store's lock). A
 // reboot takes bridges and rules away together; the next container to start
 // builds both again.
-func ensureBridge(n *Network) error {
+func ensureBridge(n *Network, repick func(*Network) error) error {
 	name := n.Iface()
 	if l, err := netlink.LinkByName(name); err == nil {
 		if l.Attrs().OperState == netlink.OperUp || l.Attrs().Flags&net.FlagUp != 0 {
 			return nil
 		}
 		return netlink.LinkSetUp(l)
+	}
+	// State roots do not know each other's networks: the host's routes tell
+	// which subnets are taken, under a lock every root shares.
+	unlock, err := state.Lock("/run/hako-network.lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if r := hostRouteOverlapping(n.Prefix()); r != "" && repick != nil {
+		// The default bridge's subnet was picked before the bridge existed;
+		// another root took it meanwhile: pick again.
+		if err := repick(n); err != nil {
+			return err
+		}
+	}
+	if r := hostRouteOverlapping(n.Prefix()); r != "" {
+		return errdefs.Errorf(errdefs.ErrConflict, "network %s: subnet %s overlaps with the host's route %s (remove the network, or the route)", n.Name, n.Prefix(), r)
 	}
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: 1500}}
 	if err := netlink.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {

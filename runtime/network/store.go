@@ -1,6 +1,7 @@
 package network
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"net"
@@ -126,6 +127,39 @@ func NewStore(root *state.Root) (*Store, error) {
 		return nil, err
 	}
 	return &Store{root: root, dir: dir}, nil
+}
+
+// defaultIface names the default bridge: hako0 for the default state root;
+// another root (a test, a second classroom) gets its own, "hk" and a hash of
+// its path, so that roots never share a bridge.
+func (s *Store) defaultIface() string {
+	if s.root.Dir == state.DefaultRoot {
+		return DefaultBridgeIface
+	}
+	h := sha256.Sum256([]byte(s.root.Dir))
+	return "hk" + hex.EncodeToString(h[:4])
+}
+
+// Teardown removes every bridge and rule of this state root's networks and
+// every lease (for tests, and for a root about to be deleted).
+func (s *Store) Teardown() error {
+	all, err := s.list()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range all {
+		eps, _ := s.Endpoints(n.ID)
+		for _, ep := range eps {
+			if err := s.Release(ep.ContainerID, 0); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := removeBridge(n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Lock takes the store's lock.
@@ -265,7 +299,7 @@ func (s *Store) ensurePredefined() error {
 				"com.docker.network.bridge.enable_icc":           "true",
 				"com.docker.network.bridge.enable_ip_masquerade": "true",
 				"com.docker.network.bridge.host_binding_ipv4":    "0.0.0.0",
-				optBridgeName:                   DefaultBridgeIface,
+				optBridgeName:                   s.defaultIface(),
 				"com.docker.network.driver.mtu": "1500",
 			},
 			Labels: map[string]string{}}

@@ -204,6 +204,19 @@ func startChild(cmd *exec.Cmd, host *os.File, msg []byte, join func(int) error) 
 	}
 	if join != nil {
 		if err := join(p.Pid); err != nil {
+			// The init may have failed first (its root, its mounts), which is
+			// why the host's part could not be done: its error says more.
+			cmd.Process.Kill()
+			for {
+				r, _, eof, rerr := recvReply(host)
+				if rerr != nil || eof {
+					break
+				}
+				if r.Type == "error" {
+					err = r.err()
+					break
+				}
+			}
 			return fail(err)
 		}
 		// A failed write means the init is gone: its reply says why.
