@@ -432,6 +432,7 @@ func (b *bench) cleanup() {
 			}
 		}
 	}
+	b.teardownNetworks()
 	for bin, root := range b.runtimeRoots {
 		if _, err := os.Stat(root); err == nil {
 			b.runtimeLeftovers(bin, root)

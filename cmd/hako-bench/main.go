@@ -39,7 +39,7 @@ const (
 )
 
 // rowNames are the rows in the order they run and print; -only takes one.
-var rowNames = []string{"hako-run", "crun-run", "runc-run", "hako-oci-run", "hako-version", "monitor-rss", "load-200m", "pull-local", "cp-100m", "commit-100m"}
+var rowNames = []string{"hako-run", "crun-run", "runc-run", "hako-oci-run", "hako-version", "monitor-rss", "load-200m", "pull-local", "cp-100m", "commit-100m", "net-start", "publish-wrk"}
 
 // result is one row of the table.
 type result struct {
@@ -82,7 +82,10 @@ var references = []string{
 	"tar -x 0.29 s and podman load 1.63 s of a 105 MiB layer of 7,400 files on fresh ext4",
 }
 
-func main() { os.Exit(run()) }
+func main() {
+	serveMode()
+	os.Exit(run())
+}
 
 func run() int {
 	hako := flag.String("hako", "bin/hako", "path to the hako binary")
@@ -147,6 +150,8 @@ func run() int {
 		var rs []*result
 		if vs := b.volumeGroup(ctx, name); vs != nil {
 			rs = vs
+		} else if ns := b.networkGroup(ctx, name); ns != nil {
+			rs = ns
 		} else if _, ok := groupRows[name]; ok {
 			rs = b.measureGroup(ctx, name)
 		} else {
@@ -243,7 +248,7 @@ func computeGoals(by map[string]*result, only string) []goal {
 		}
 		goals = append(goals, g)
 	}
-	return append(append(goals, loadGoals(by, only)...), volumeGoals(by, only)...)
+	return append(append(append(goals, loadGoals(by, only)...), volumeGoals(by, only)...), networkGoals(by, only)...)
 }
 
 func metOrMissed(ok bool) string {

@@ -30,7 +30,7 @@ type createFlags struct {
 	cpuShares                                                             int64
 	pidsLimit                                                             int64
 	env, envFile, attach, securityOpt, capAdd, capDrop, networkAlias, dns []string
-	labels, publish, volumes, volumesFrom, tmpfs                          []string
+	labels, publish, expose, volumes, volumesFrom, tmpfs                  []string
 	mounts                                                                []string
 	pull, platform                                                        string
 	interactive, tty, rm, readOnly, init, privileged                      bool
@@ -68,6 +68,7 @@ func (f *createFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&f.labels, "label", "l", nil, "Set meta data on a container")
 	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "Publish a container's port(s) to the host")
 	fs.BoolVarP(&f.publishAll, "publish-all", "P", false, "Publish all exposed ports to random ports")
+	fs.StringArrayVar(&f.expose, "expose", nil, "Expose a port or a range of ports")
 	fs.StringArrayVarP(&f.volumes, "volume", "v", nil, "Bind mount a volume")
 	fs.StringArrayVar(&f.volumesFrom, "volumes-from", nil, "Mount volumes from the specified container(s)")
 	fs.StringArrayVar(&f.tmpfs, "tmpfs", nil, "Mount a tmpfs directory")
@@ -138,6 +139,16 @@ func (f *createFlags) options(fs *pflag.FlagSet, args []string) (engine.CreateOp
 			o.HostConfig.PortBindings = map[string][]container.PortBinding{}
 		}
 		o.HostConfig.PortBindings[cport] = append(o.HostConfig.PortBindings[cport], b)
+		if cfg.ExposedPorts == nil {
+			cfg.ExposedPorts = map[string]struct{}{}
+		}
+		cfg.ExposedPorts[cport] = struct{}{}
+	}
+	for _, e := range f.expose {
+		cport, _, err := container.ParsePublish(e)
+		if err != nil || strings.Contains(e, ":") {
+			return o, fmt.Errorf("invalid range format for --expose: %s", e)
+		}
 		if cfg.ExposedPorts == nil {
 			cfg.ExposedPorts = map[string]struct{}{}
 		}

@@ -111,6 +111,9 @@ func TestScripts(t *testing.T) {
 			"registry":    cmdRegistry,
 			"freeport":    cmdFreePort,
 			"waithttp":    cmdWaitHTTP,
+			"lanhost":     cmdLANHost,
+			"netof":       cmdNetOf,
+			"netgone":     cmdNetGone,
 		},
 	})
 }

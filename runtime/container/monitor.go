@@ -53,6 +53,7 @@ type monitor struct {
 	cg        *cgroup.Manager // made ahead of the first start
 	cgErr     error
 	used      *cgroup.Manager // the cgroup of the last run
+	net       *netStart       // the network of the last run, until releaseNet
 	// pending holds input that arrived before the process had a stdin (a
 	// client attaches before the start); it is written once there is one.
 	pending     []byte
@@ -127,6 +128,7 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 	}
 	defer os.Remove(sock)
 	defer m.ln.Close()
+	defer m.releaseNet() // whatever way out
 	go m.accept()
 	m.log, err = openLog(m.store.LogPath(m.id))
 	if err != nil {
@@ -176,6 +178,7 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 			})
 			b, _ := json.Marshal(startError{Error: err.Error(), Kind: kind})
 			m.broadcast(frameError, b)
+			m.releaseNet()
 			if !m.started {
 				report(syncMsg{Event: "error", Error: err.Error(), Kind: kind})
 				m.dropCgroup()
@@ -194,6 +197,7 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 			aside, _ := m.store.SetAside(m.id)
 			m.removeAnonymousVolumes(c)
 			m.broadcast(frameExit, []byte(strconv.Itoa(code)))
+			m.releaseNet()
 			m.dropCgroup()
 			if aside != "" {
 				Purge(aside)
@@ -216,9 +220,11 @@ func (m *monitor) run(waitAttach bool, report func(syncMsg), closeSync func()) e
 		})
 		if err != nil || !restart {
 			m.broadcast(frameExit, []byte(strconv.Itoa(code)))
+			m.releaseNet()
 			m.dropCgroup()
 			return nil
 		}
+		m.releaseNet()
 		m.dropCgroup()
 		// Docker's backoff: 100ms, doubled at each restart, at most a minute,
 		// back to 100ms after a run of ten seconds or more.
@@ -360,7 +366,7 @@ func (m *monitor) once(c *Container, report func(syncMsg)) (int, error) {
 		m.setStdin(nil, nil)
 		return -1, err
 	}
-	defer netw.release(m, c.ID)
+	m.net = netw // released by run, after the exit is told (releaseNet)
 	netw.adjustSpec(c, cfg.Spec)
 	opts := cgroupOptions(cg)
 	if netw.setup != nil {

@@ -109,7 +109,9 @@ func (m *monitor) prepareNetwork(c *Container, ports map[string][]PortBinding) (
 			reqs = append(reqs, network.Request{Network: c.Networks[name].NetworkIDOr(name), Aliases: c.Networks[name].Aliases})
 		}
 		// A stale lease (a killed monitor) must not block this start.
-		nets.Release(c.ID, 0)
+		if leases, err := nets.Leases(c.ID); err == nil && len(leases) > 0 {
+			nets.Release(c.ID, 0)
+		}
 		st, err := nets.Prepare(c.ID, c.Name, reqs)
 		if err != nil {
 			return nil, err
@@ -203,6 +205,15 @@ func (ns *netStart) adjustSpec(c *Container, spec *specs.Spec) {
 	if c.HostConfig.NetworkMode == network.Host {
 		spec.Hostname = ""
 	}
+}
+
+// releaseNet gives back the last start's network, once its exit is told:
+// deleting a veth waits for the kernel's RCU grace periods (15-50 ms here),
+// which no client needs to wait for.
+func (m *monitor) releaseNet() {
+	ns := m.net
+	m.net = nil
+	ns.release(m, m.id)
 }
 
 // release gives back the start's leases, interfaces and rules.

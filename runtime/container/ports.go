@@ -35,9 +35,9 @@ func ParsePublish(spec string) (string, PortBinding, error) {
 		proto = "tcp"
 	}
 	switch proto {
-	case "tcp":
-	case "udp", "sctp":
-		return bad(proto + " ports are not supported by hako yet")
+	case "tcp", "udp":
+	case "sctp":
+		return bad(proto + " ports are not supported by hako")
 	default:
 		return bad("unknown protocol " + proto)
 	}
@@ -111,6 +111,7 @@ func FormatPorts(ports map[string][]PortBinding) string {
 // networks give containers an address, this is how -p reaches them.
 type publisher struct {
 	listeners []net.Listener
+	packets   []net.PacketConn // UDP ports held
 	ports     []string // container port of each listener ("80")
 	wg        sync.WaitGroup
 }
@@ -130,6 +131,18 @@ func listen(bindings map[string][]PortBinding) (*publisher, map[string][]PortBin
 			addr := net.JoinHostPort(b.HostIP, b.HostPort)
 			if b.HostPort == "" {
 				addr = net.JoinHostPort(b.HostIP, "0")
+			}
+			if strings.HasSuffix(cport, "/udp") {
+				// The kernel forwards UDP; the socket only holds the port.
+				pc, err := net.ListenPacket("udp", addr)
+				if err != nil {
+					p.close()
+					return nil, nil, fmt.Errorf("driver failed programming external connectivity: Bind for %s/udp failed: port is already allocated (%v)", net.JoinHostPort(hostIPShown(b.HostIP), b.HostPort), err)
+				}
+				_, hp, _ := net.SplitHostPort(pc.LocalAddr().String())
+				actual[cport] = append(actual[cport], PortBinding{HostIP: hostIPShown(b.HostIP), HostPort: hp})
+				p.packets = append(p.packets, pc)
+				continue
 			}
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
@@ -179,6 +192,9 @@ func (p *publisher) close() {
 	}
 	for _, ln := range p.listeners {
 		ln.Close()
+	}
+	for _, pc := range p.packets {
+		pc.Close()
 	}
 	p.wg.Wait()
 }
@@ -249,7 +265,7 @@ func (c *Container) PublishedPorts() map[string][]PortBinding {
 	}
 	if c.HostConfig.PublishAllPorts {
 		for p := range c.Config.ExposedPorts {
-			if _, ok := out[p]; !ok && strings.HasSuffix(p, "/tcp") {
+			if _, ok := out[p]; !ok {
 				out[p] = []PortBinding{{}}
 			}
 		}

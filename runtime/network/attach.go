@@ -147,12 +147,19 @@ func (st *Setup) Plumb(pid int) error {
 // It is safe to call more than once, and after a crash.
 func (s *Store) Release(ctrID string, pid int) error {
 	var errs []error
-	if err := deleteRules("ctr:" + ctrID); err != nil {
-		errs = append(errs, err)
-	}
 	leases, err := s.Leases(ctrID)
 	if err != nil {
 		errs = append(errs, err)
+	}
+	// Listing the rules costs a millisecond: only a lease with published
+	// ports has any (rules whose lease is gone are found by prune).
+	for _, ep := range leases {
+		if len(ep.Ports) > 0 {
+			if err := deleteRules("ctr:" + ctrID); err != nil {
+				errs = append(errs, err)
+			}
+			break
+		}
 	}
 	for netID, ep := range leases {
 		unplumb(ep, pid)

@@ -1,9 +1,10 @@
 package network
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"os"
@@ -136,8 +137,9 @@ func (s *Store) defaultIface() string {
 	if s.root.Dir == state.DefaultRoot {
 		return DefaultBridgeIface
 	}
-	h := sha256.Sum256([]byte(s.root.Dir))
-	return "hk" + hex.EncodeToString(h[:4])
+	h := fnv.New32a()
+	h.Write([]byte(s.root.Dir))
+	return fmt.Sprintf("hk%08x", h.Sum32())
 }
 
 // Teardown removes every bridge and rule of this state root's networks and
