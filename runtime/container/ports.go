@@ -112,7 +112,7 @@ func FormatPorts(ports map[string][]PortBinding) string {
 type publisher struct {
 	listeners []net.Listener
 	packets   []net.PacketConn // UDP ports held
-	ports     []string // container port of each listener ("80")
+	ports     []string         // container port of each listener ("80")
 	wg        sync.WaitGroup
 }
 
