@@ -30,12 +30,10 @@ var table = &nftables.Table{Name: tableName, Family: nftables.TableFamilyIPv4}
 
 func chainRef(name string) *nftables.Chain { return &nftables.Chain{Name: name, Table: table} }
 
-// ensureTable creates the table, its chains and the fixed jumps, unless the
-// table exists (the caller holds the store's lock).
+// ensureTable creates the table and its chains (adding what exists is a
+// no-op), and the fixed jumps unless they are there (the caller holds the
+// store's lock; it runs when a bridge is built).
 func ensureTable(c *nftables.Conn) error {
-	if _, err := c.ListTableOfFamily(tableName, nftables.TableFamilyIPv4); err == nil {
-		return nil
-	}
 	c.AddTable(table)
 	accept := nftables.ChainPolicyAccept
 	pre := c.AddChain(&nftables.Chain{Name: "prerouting", Table: table, Type: nftables.ChainTypeNAT,
@@ -46,13 +44,22 @@ func ensureTable(c *nftables.Conn) error {
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
 	fwd := c.AddChain(&nftables.Chain{Name: "forward", Table: table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	c.AddChain(&nftables.Chain{Name: "guard", Table: table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw, Policy: &accept})
 	c.AddChain(&nftables.Chain{Name: "ports", Table: table})
 	c.AddChain(&nftables.Chain{Name: "isolate1", Table: table})
 	c.AddChain(&nftables.Chain{Name: "isolate2", Table: table})
-	for _, ch := range []*nftables.Chain{pre, out} {
-		c.AddRule(&nftables.Rule{Table: table, Chain: ch, Exprs: concat(localDaddr(), jump("ports"))})
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: create table %s: %w", tableName, err)
 	}
-	c.AddRule(&nftables.Rule{Table: table, Chain: fwd, Exprs: jump("isolate1")})
+	for _, j := range []struct {
+		ch    *nftables.Chain
+		exprs []expr.Any
+	}{{pre, concat(localDaddr(), jump("ports"))}, {out, concat(localDaddr(), jump("ports"))}, {fwd, jump("isolate1")}} {
+		if rules, err := c.GetRules(table, j.ch); err == nil && len(rules) == 0 {
+			c.AddRule(&nftables.Rule{Table: table, Chain: j.ch, Exprs: j.exprs})
+		}
+	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: create table %s: %w", tableName, err)
 	}
@@ -70,7 +77,7 @@ func addNetworkRules(n *Network) error {
 		return err
 	}
 	tag := "net:" + n.ID
-	if err := deleteTagged(c, tag, "postrouting", "isolate1", "isolate2"); err != nil {
+	if err := deleteTagged(c, tag, "guard", "postrouting", "isolate1", "isolate2"); err != nil {
 		return err
 	}
 	br := n.Iface()
@@ -89,6 +96,10 @@ func addNetworkRules(n *Network) error {
 	// Hairpin: a container reaching a port published by a neighbour through an
 	// address of the host.
 	add("postrouting", ifname(false, br, true), ifname(true, br, true), dnatted(), masq)
+	// route_localnet lets 127.0.0.1 be DNATed to the bridge, and would also
+	// let a container send packets for the host's 127.0.0.1 (CVE-2020-8558):
+	// nothing for a loopback address may come in through the bridge.
+	add("guard", ifname(true, br, true), daddrIn(netip.MustParsePrefix("127.0.0.0/8")), []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})
 	add("isolate1", ifname(true, br, true), ifname(false, br, false), jump("isolate2"))
 	add("isolate2", ifname(false, br, true), []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})
 	if err := c.Flush(); err != nil {
@@ -135,7 +146,7 @@ func deleteRules(tag string) error {
 	if _, err := c.ListTableOfFamily(tableName, nftables.TableFamilyIPv4); err != nil {
 		return nil // no table: no rules
 	}
-	if err := deleteTagged(c, tag, "ports", "postrouting", "isolate1", "isolate2"); err != nil {
+	if err := deleteTagged(c, tag, "ports", "guard", "postrouting", "isolate1", "isolate2"); err != nil {
 		return err
 	}
 	return c.Flush()
@@ -172,7 +183,7 @@ func TaggedRules() ([]string, error) {
 		return nil, nil
 	}
 	var out []string
-	for _, ch := range []string{"ports", "postrouting", "isolate1", "isolate2"} {
+	for _, ch := range []string{"ports", "guard", "postrouting", "isolate1", "isolate2"} {
 		rules, err := c.GetRules(table, chainRef(ch))
 		if err != nil {
 			continue
@@ -239,6 +250,12 @@ func saddrIn(p netip.Prefix) []expr.Any {
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
 	}
+}
+
+func daddrIn(p netip.Prefix) []expr.Any {
+	e := saddrIn(p)
+	e[0] = &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
+	return e
 }
 
 func daddrIs(a netip.Addr) []expr.Any {

@@ -2,6 +2,7 @@ package oci
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -49,9 +50,15 @@ func NormalizeCap(name string) (string, error) {
 // AllCapabilities lists every capability the kernel headers hako knows define.
 func AllCapabilities() []string {
 	out := make([]string, 0, len(capNumbers))
-	for n := range capNumbers {
+	for n, bit := range capNumbers {
+		// As Docker's --privileged: every capability this process may still
+		// give, which a host or an outer container may have narrowed.
+		if r, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, bit, 0, 0, 0); err == nil && r != 1 {
+			continue
+		}
 		out = append(out, n)
 	}
+	sort.Strings(out)
 	return out
 }
 
