@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,6 +29,7 @@ import (
 // at a time (more are dropped, the client retries); TCP gets a goroutine per
 // connection, at most dnsMaxTCPConns at a time. Queries are answered from a
 // single 1500-byte read buffer; forwarded ones are relayed byte for byte.
+// Messages are decoded and encoded by the small codec of dnsmsg.go.
 
 const (
 	// dnsListenAddr is where the server listens inside the container.
@@ -201,6 +200,8 @@ func listenInNetns(pid int) (*net.UDPConn, *net.TCPListener, error) {
 func (s *DNSServer) serveUDP() {
 	defer s.wg.Done()
 	buf := make([]byte, dnsReadBuf)
+	out := make([]byte, 0, dnsMinUDPSize)
+	var q dnsQuery
 	for {
 		n, from, err := s.udp.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -209,14 +210,14 @@ func (s *DNSServer) serveUDP() {
 			}
 			continue
 		}
-		q := new(dns.Msg)
-		if q.Unpack(buf[:n]) != nil || q.Response {
+		reply, act := s.handle(buf[:n], &q, out[:0], false)
+		switch act {
+		case dnsDrop:
 			continue
-		}
-		reply := s.answer(q)
-		if reply != nil {
-			if out, err := packReply(q, reply, false); err == nil {
-				s.udp.WriteToUDPAddrPort(out, from)
+		case dnsReply:
+			s.udp.WriteToUDPAddrPort(reply, from)
+			if cap(reply) <= dnsReadBuf {
+				out = reply[:0]
 			}
 			continue
 		}
@@ -226,6 +227,7 @@ func (s *DNSServer) serveUDP() {
 			continue // too many in flight: drop it, the client asks again
 		}
 		raw := append([]byte(nil), buf[:n]...)
+		qc := q
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -234,14 +236,11 @@ func (s *DNSServer) serveUDP() {
 			defer udpBufs.Put(buf)
 			out := s.forward("udp", raw, *buf)
 			if out == nil {
-				out, _ = packReply(q, servfail(q), false)
+				out = qc.appendReply(nil, dnsRcodeServFail, 0, nil, qc.limit(false))
 			} else if len(out) > dnsMaxUDPReply {
-				m := new(dns.Msg).SetReply(q)
-				m.Truncated = true
-				m.RecursionAvailable = true
-				out, _ = packReply(q, m, false)
+				out = qc.appendReply(nil, dnsRcodeSuccess, dnsFlagTC, nil, qc.limit(false))
 			}
-			if out != nil && s.ctx.Err() == nil {
+			if s.ctx.Err() == nil {
 				s.udp.WriteToUDPAddrPort(out, from)
 			}
 		}()
@@ -276,41 +275,43 @@ func (s *DNSServer) serveTCP() {
 }
 
 // serveConn answers the queries of one TCP connection, one at a time, until
-// the client closes it, stays idle too long or the server is closed.
+// the client closes it, stays idle too long, sends something that is not a
+// query, or the server is closed.
 func (s *DNSServer) serveConn(c net.Conn) {
 	defer c.Close()
 	stop := context.AfterFunc(s.ctx, func() { c.Close() })
 	defer stop()
 	var hdr [2]byte
+	var q dnsQuery
 	for {
 		c.SetReadDeadline(time.Now().Add(dnsTCPIdle))
 		if _, err := io.ReadFull(c, hdr[:]); err != nil {
 			return
 		}
 		n := binary.BigEndian.Uint16(hdr[:])
-		if n < 12 {
+		if n < dnsHeaderLen {
 			return
 		}
 		raw := make([]byte, n)
 		if _, err := io.ReadFull(c, raw); err != nil {
 			return
 		}
-		q := new(dns.Msg)
-		if q.Unpack(raw) != nil || q.Response {
+		// The answer goes after its 2-byte length.
+		msg, act := s.handle(raw, &q, make([]byte, 2, 2+dnsMinUDPSize), true)
+		switch act {
+		case dnsDrop:
+			return
+		case dnsForward:
+			out := s.forward("tcp", raw, nil)
+			if out == nil {
+				out = q.appendReply(nil, dnsRcodeServFail, 0, nil, q.limit(true))
+			}
+			msg = append(msg, out...)
+		}
+		if len(msg)-2 > dnsMaxMsgSize {
 			return
 		}
-		var out []byte
-		if reply := s.answer(q); reply != nil {
-			out, _ = packReply(q, reply, true)
-		} else if out = s.forward("tcp", raw, nil); out == nil {
-			out, _ = packReply(q, servfail(q), true)
-		}
-		if out == nil || len(out) > dns.MaxMsgSize {
-			return
-		}
-		msg := make([]byte, 2+len(out))
-		binary.BigEndian.PutUint16(msg, uint16(len(out)))
-		copy(msg[2:], out)
+		binary.BigEndian.PutUint16(msg, uint16(len(msg)-2))
 		c.SetWriteDeadline(time.Now().Add(dnsTCPIdle))
 		if _, err := c.Write(msg); err != nil {
 			return
@@ -318,69 +319,40 @@ func (s *DNSServer) serveConn(c net.Conn) {
 	}
 }
 
-// answer answers q from the containers' names, or returns nil when q is to be
-// forwarded.
-func (s *DNSServer) answer(q *dns.Msg) *dns.Msg {
-	if q.Opcode != dns.OpcodeQuery {
-		m := new(dns.Msg).SetRcode(q, dns.RcodeNotImplemented)
-		m.Question = nil
-		return m
+// dnsAction is what to do with a query.
+type dnsAction int
+
+const (
+	dnsDrop    dnsAction = iota // ignore it: not a query
+	dnsReply                    // send the answer built
+	dnsForward                  // relay it to the upstreams
+)
+
+// handle parses the query msg into q and, when the server answers it itself,
+// appends its answer to out; tcp tells the transport (for UDP the answer is
+// truncated to what the client takes).
+func (s *DNSServer) handle(msg []byte, q *dnsQuery, out []byte, tcp bool) ([]byte, dnsAction) {
+	if !parseDNSQuery(msg, q) {
+		return out, dnsDrop
 	}
-	if len(q.Question) != 1 {
-		m := new(dns.Msg).SetRcodeFormatError(q)
-		return m
+	if q.rcode != dnsRcodeSuccess {
+		return q.appendReply(out, q.rcode, 0, nil, q.limit(tcp)), dnsReply
 	}
-	qn := q.Question[0]
-	if qn.Qclass != dns.ClassINET {
-		return nil
+	if q.qclass != dnsClassIN {
+		return out, dnsForward
 	}
-	name := strings.ToLower(strings.TrimSuffix(qn.Name, "."))
-	if name == "" {
-		return nil
+	name, ok := dnsLookupName(q.qname())
+	if !ok {
+		return out, dnsForward
 	}
 	ips := s.resolve(name)
 	if ips == nil {
-		return nil
+		return out, dnsForward
 	}
-	m := new(dns.Msg).SetReply(q)
-	m.Authoritative = true
-	m.RecursionAvailable = true
-	if qn.Qtype == dns.TypeA || qn.Qtype == dns.TypeANY {
-		for _, ip := range ips {
-			if ip4 := ip.To4(); ip4 != nil {
-				m.Answer = append(m.Answer, &dns.A{
-					Hdr: dns.RR_Header{Name: qn.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: dnsTTL},
-					A:   ip4,
-				})
-			}
-		}
-		// Round robin among the containers of an alias, like Docker.
-		rand.Shuffle(len(m.Answer), func(i, j int) { m.Answer[i], m.Answer[j] = m.Answer[j], m.Answer[i] })
+	if q.qtype != dnsTypeA && q.qtype != dnsTypeANY {
+		ips = nil // the name exists, with no record of this type
 	}
-	return m
-}
-
-// servfail is the answer to q when no upstream answered.
-func servfail(q *dns.Msg) *dns.Msg {
-	m := new(dns.Msg).SetRcode(q, dns.RcodeServerFailure)
-	m.RecursionAvailable = true
-	return m
-}
-
-// packReply packs reply to q: with an OPT record when q had one, and for UDP
-// truncated to what the client can take.
-func packReply(q, reply *dns.Msg, tcp bool) ([]byte, error) {
-	size := dns.MinMsgSize
-	if opt := q.IsEdns0(); opt != nil {
-		size = max(int(opt.UDPSize()), dns.MinMsgSize)
-		reply.SetEdns0(dnsEDNSSize, false)
-	}
-	if tcp {
-		reply.Compress = true
-	} else {
-		reply.Truncate(size)
-	}
-	return reply.Pack()
+	return q.appendReply(out, dnsRcodeSuccess, dnsFlagAA, ips, q.limit(tcp)), dnsReply
 }
 
 // forward sends the query raw to the upstreams in order over network ("udp"

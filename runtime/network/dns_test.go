@@ -150,6 +150,14 @@ func startFakeUpstream(t *testing.T) *fakeUpstream {
 				Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 42},
 				A:   net.IPv4(192, 0, 2, 7),
 			})
+		} else if strings.EqualFold(q.Question[0].Name, "big.test.") {
+			// 300 records: bigger than dnsMaxUDPReply.
+			for i := range 300 {
+				m.Answer = append(m.Answer, &dns.A{
+					Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 42},
+					A:   net.IPv4(198, 51, byte(i>>8), byte(i)),
+				})
+			}
 		} else {
 			m.Rcode = dns.RcodeNameError
 		}
@@ -222,6 +230,32 @@ func startTestDNS(t *testing.T, pid int, resolve Resolver, upstreams []string) *
 	return s
 }
 
+// handleMsg packs q, runs it through the handler of s and unpacks the answer
+// (nil unless the action is dnsReply).
+func handleMsg(t *testing.T, s *DNSServer, q *dns.Msg, tcp bool) (*dns.Msg, dnsAction) {
+	t.Helper()
+	raw, err := q.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dq dnsQuery
+	out, act := s.handle(raw, &dq, nil, tcp)
+	if act != dnsReply {
+		if len(out) != 0 {
+			t.Fatalf("action %v with an answer", act)
+		}
+		return nil, act
+	}
+	r := new(dns.Msg)
+	if err := r.Unpack(out); err != nil {
+		t.Fatalf("answer to %v does not unpack: %v\n%x", q.Question, err, out)
+	}
+	if r.Id != q.Id || !r.Response {
+		t.Fatalf("answer header: %v", r.MsgHdr)
+	}
+	return r, act
+}
+
 func aRecords(t *testing.T, r *dns.Msg) []string {
 	t.Helper()
 	var ips []string
@@ -247,14 +281,15 @@ func TestDNSLocalNames(t *testing.T) {
 	// Every thread of the process is back in the host's netns.
 	assertThreadsInOwnNetns(t)
 
-	// On the wire every name ends with the root: without the dot is only
-	// a presentation form, checked on the handler itself.
-	for _, name := range []string{"web", "WEB", "Web."} {
-		q := new(dns.Msg)
-		q.Question = []dns.Question{{Name: name, Qtype: dns.TypeA, Qclass: dns.ClassINET}}
-		r := (&DNSServer{resolve: resolve}).answer(q)
-		if r == nil || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "10.89.0.2" {
-			t.Fatalf("handler, %s: %v", name, r)
+	// The handler itself, the message decoded by miekg/dns.
+	for _, name := range []string{"web.", "WEB.", "Web."} {
+		q := new(dns.Msg).SetQuestion(name, dns.TypeA)
+		r, act := handleMsg(t, &DNSServer{resolve: resolve}, q, false)
+		if act != dnsReply || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "10.89.0.2" {
+			t.Fatalf("handler, %s: %v %v", name, act, r)
+		}
+		if !r.Authoritative || !r.RecursionAvailable || !r.RecursionDesired || r.Id != q.Id {
+			t.Fatalf("handler, %s: header %v", name, r.MsgHdr)
 		}
 	}
 
@@ -348,9 +383,155 @@ func TestDNSForward(t *testing.T) {
 		t.Fatalf("web.corp: %v", r)
 	}
 
-	want := []string{"udp example.test.", "tcp example.test.", "udp web.corp."}
+	// Too big for UDP: an empty truncated answer, then over TCP all of it.
+	r, err = queryInNetns(t, pid, "udp", "big.test.", dns.TypeA, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Truncated || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || len(r.Question) != 1 || r.Question[0].Name != "big.test." {
+		t.Fatalf("big over udp: %v", r)
+	}
+	r, err = queryInNetns(t, pid, "tcp", "big.test.", dns.TypeA, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Truncated || len(r.Answer) != 300 {
+		t.Fatalf("big over tcp: truncated %v, %d answers", r.Truncated, len(r.Answer))
+	}
+
+	want := []string{"udp example.test.", "tcp example.test.", "udp web.corp.", "udp big.test.", "tcp big.test."}
 	if got := up.asked(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("upstream asked %v, want %v", got, want)
+	}
+}
+
+func TestDNSTruncation(t *testing.T) {
+	pid := dnsTestNetns(t)
+	var many []net.IP
+	for i := range 100 {
+		many = append(many, net.IPv4(10, 89, 1, byte(i)))
+	}
+	many = append(many, net.ParseIP("2001:db8::1")) // not an A record
+	resolve := func(name string) []net.IP {
+		if name == "many" {
+			return many
+		}
+		return nil
+	}
+	startTestDNS(t, pid, resolve, nil)
+
+	// 512 bytes without EDNS: 12 header, 9 question, 16 per record.
+	r, err := queryInNetns(t, pid, "udp", "many.", dns.TypeA, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Truncated || len(r.Answer) != (512-12-10)/16 || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("udp: truncated %v, %d answers", r.Truncated, len(r.Answer))
+	}
+
+	// With EDNS, up to the client's size; the OPT record is echoed.
+	c, err := dialInNetns(t, pid, "udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	q := new(dns.Msg).SetQuestion("MANY.", dns.TypeANY)
+	q.SetEdns0(1000, true)
+	cl := &dns.Client{Net: "udp", Timeout: 2 * time.Second, UDPSize: 1000}
+	r, _, err = cl.ExchangeWithConn(q, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := r.IsEdns0()
+	if opt == nil || opt.UDPSize() != dnsEDNSSize || !opt.Do() || opt.Version() != 0 {
+		t.Fatalf("OPT: %v", opt)
+	}
+	if !r.Truncated || len(r.Answer) != (1000-12-10-11)/16 || r.Answer[0].Header().Name != "MANY." {
+		t.Fatalf("udp edns: truncated %v, %d answers", r.Truncated, len(r.Answer))
+	}
+
+	// TCP: all of them, in random order.
+	seen := map[string]bool{}
+	for range 5 {
+		r, err = queryInNetns(t, pid, "tcp", "many.", dns.TypeA, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := aRecords(t, r)
+		if r.Truncated || len(got) != 100 {
+			t.Fatalf("tcp: truncated %v, %d answers", r.Truncated, len(got))
+		}
+		seen[got[0]] = true
+	}
+	if len(seen) < 2 {
+		t.Fatalf("5 answers started with the same address %v: not shuffled?", seen)
+	}
+}
+
+func TestDNSErrors(t *testing.T) {
+	resolve, _ := dnsTestResolver(t)
+	s := &DNSServer{resolve: resolve}
+
+	// Not a query: dropped.
+	q := new(dns.Msg).SetQuestion("web.", dns.TypeA)
+	q.Response = true
+	if _, act := handleMsg(t, s, q, false); act != dnsDrop {
+		t.Fatalf("response: %v", act)
+	}
+	// Another opcode: NOTIMP, with the OPT record.
+	q = new(dns.Msg).SetQuestion("web.", dns.TypeA)
+	q.Opcode = dns.OpcodeNotify
+	q.SetEdns0(4096, false)
+	if r, _ := handleMsg(t, s, q, false); r.Rcode != dns.RcodeNotImplemented || r.Opcode != dns.OpcodeNotify || len(r.Question) != 0 || r.IsEdns0() == nil {
+		t.Fatalf("notify: %v", r)
+	}
+	// No question, two questions: FORMERR.
+	q = new(dns.Msg)
+	q.Id = 7
+	if r, _ := handleMsg(t, s, q, false); r.Rcode != dns.RcodeFormatError {
+		t.Fatalf("no question: %v", r)
+	}
+	q = new(dns.Msg).SetQuestion("web.", dns.TypeA)
+	q.Question = append(q.Question, q.Question[0])
+	if r, _ := handleMsg(t, s, q, true); r.Rcode != dns.RcodeFormatError || len(r.Answer) != 0 {
+		t.Fatalf("two questions: %v", r)
+	}
+	// Two OPT records: FORMERR.
+	q = new(dns.Msg).SetQuestion("web.", dns.TypeA)
+	q.SetEdns0(4096, false)
+	q.Extra = append(q.Extra, q.Extra[0])
+	if r, _ := handleMsg(t, s, q, false); r.Rcode != dns.RcodeFormatError {
+		t.Fatalf("two OPT: %v", r)
+	}
+	// EDNS version 1: BADVERS.
+	q = new(dns.Msg).SetQuestion("web.", dns.TypeA)
+	q.SetEdns0(4096, false)
+	q.Extra[0].(*dns.OPT).SetVersion(1)
+	if r, _ := handleMsg(t, s, q, false); r.Rcode != dns.RcodeBadVers || r.IsEdns0() == nil || r.IsEdns0().Version() != 0 || len(r.Answer) != 0 {
+		t.Fatalf("EDNS version 1: %v", r)
+	}
+	// Other classes, unknown names and odd bytes are forwarded.
+	for _, qq := range []dns.Question{
+		{Name: "web.", Qtype: dns.TypeA, Qclass: dns.ClassCHAOS},
+		{Name: "web.corp.", Qtype: dns.TypeA, Qclass: dns.ClassINET},
+		{Name: ".", Qtype: dns.TypeNS, Qclass: dns.ClassINET},
+		{Name: `w\.eb.`, Qtype: dns.TypeA, Qclass: dns.ClassINET},
+		{Name: `w\000eb.`, Qtype: dns.TypeA, Qclass: dns.ClassINET},
+	} {
+		q = new(dns.Msg)
+		q.Question = []dns.Question{qq}
+		if _, act := handleMsg(t, s, q, false); act != dnsForward {
+			t.Fatalf("%v: %v", qq, act)
+		}
+	}
+	// Other types of a known name: empty NOERROR; ANY is answered as A.
+	q = new(dns.Msg).SetQuestion("db.", dns.TypeMX)
+	if r, act := handleMsg(t, s, q, false); act != dnsReply || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || !r.Authoritative {
+		t.Fatalf("MX: %v", r)
+	}
+	q = new(dns.Msg).SetQuestion("db.", dns.TypeANY)
+	if r, _ := handleMsg(t, s, q, false); len(aRecords(t, r)) != 2 {
+		t.Fatalf("ANY: %v", r)
 	}
 }
 

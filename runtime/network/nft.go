@@ -86,7 +86,12 @@ func addNetworkRules(n *Network) error {
 		c.AddRule(&nftables.Rule{Table: table, Chain: chainRef(chain), Exprs: concat(e...), UserData: []byte(tag)})
 	}
 	masq := []expr.Any{&expr.Masq{}}
-	if !n.Internal {
+	drop := []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}
+	if n.Internal {
+		// --internal: nothing in or out but between its own containers.
+		add("isolate1", ifname(true, br, true), ifname(false, br, false), drop)
+		add("isolate1", ifname(false, br, true), ifname(true, br, false), drop)
+	} else {
 		// Outbound NAT: from the subnet to anywhere but the bridge itself.
 		add("postrouting", saddrIn(sub), ifname(false, br, false), masq)
 	}

@@ -464,7 +464,8 @@ func (s *Store) Endpoints(id string) ([]*Endpoint, error) {
 }
 
 // Remove deletes a user-defined network that no container uses, with its bridge
-// and rules. inUse reports whether a container (running or not) still names it.
+// and rules. inUse reports whether a container (running or not) still names
+// it; without it, any lease makes the network busy.
 func (s *Store) Remove(ref string, inUse func(n *Network) bool) error {
 	n, err := s.Find(ref)
 	if err != nil {
@@ -479,8 +480,16 @@ func (s *Store) Remove(ref string, inUse func(n *Network) bool) error {
 		return err
 	}
 	defer unlock()
-	eps, _ := s.Endpoints(n.ID)
-	if len(eps) > 0 || (inUse != nil && inUse(n)) {
+	// With inUse, the containers decide: a lease can outlive its container
+	// for the moment its monitor takes to give it back after a `run --rm`.
+	busy := false
+	if inUse != nil {
+		busy = inUse(n)
+	} else {
+		eps, _ := s.Endpoints(n.ID)
+		busy = len(eps) > 0
+	}
+	if busy {
 		return errdefs.Errorf(errdefs.ErrConflict, "error while removing network: network %s id %s has active endpoints", n.Name, n.ID)
 	}
 	if err := removeBridge(n); err != nil {
