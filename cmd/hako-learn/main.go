@@ -48,7 +48,7 @@ type app struct {
 // valueFlags take a value; boolFlags do not.
 var (
 	valueFlags = map[string]bool{"lang": true, "course": true, "root": true, "chapter": true, "format": true, "save": true, "bundle": true}
-	boolFlags  = map[string]bool{"force": true, "quiet": true, "help": true, "h": true}
+	boolFlags  = map[string]bool{"force": true, "resume": true, "help": true, "h": true}
 )
 
 // parse pulls --flag, --flag=value and --flag value out of args, anywhere.
@@ -236,7 +236,16 @@ func (a *app) exercise(args []string) (*course.Exercise, error) {
 
 func (a *app) learn(args []string) error {
 	if len(args) == 0 {
-		return a.out.Show(render.ChapterList(a.course, a.lang, a.status()))
+		md := render.ChapterList(a.course, a.lang, a.status())
+		if a.flags["resume"] != "" {
+			// `make run`: the list, then the first unfinished exercise.
+			cur := a.current()
+			md += "\n---\n\n" + render.Exercise(cur, a.lang, a.status())
+			if m := a.missingImages(cur.Chapter.Images); len(m) > 0 {
+				md += "\n> " + render.Msg(a.lang, "images-missing", "`"+strings.Join(m, "`, `")+"`") + "\n"
+			}
+		}
+		return a.out.Show(md)
 	}
 	ch := a.course.Chapter(args[0])
 	if ch == nil {
@@ -364,6 +373,9 @@ func (a *app) check(args []string) int {
 	if err != nil {
 		fmt.Fprintln(a.stderr, "hako:", err)
 		return 1
+	}
+	if len(args) == 0 {
+		a.state.Current = e.Key() // `hako next` moves on from here
 	}
 	if res.Passed() {
 		a.state.Done[e.Key()] = time.Now().UTC()

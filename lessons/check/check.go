@@ -21,6 +21,7 @@ package check
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -298,10 +299,14 @@ func (r *Runner) commands(mode Mode) map[string]func(*testscript.TestScript, boo
 		}
 		err := ts.Exec(r.Hako, args...)
 		if err != nil && !neg {
-			ts.Fatalf("docker %s: %v", strings.Join(args, " "), err)
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				ts.Fatalf("the command to succeed; it exited with status %d", ee.ExitCode())
+			}
+			ts.Fatalf("the command to run: %v", err)
 		}
 		if err == nil && neg {
-			ts.Fatalf("docker %s succeeded", strings.Join(args, " "))
+			ts.Fatalf("the command to fail; it succeeded")
 		}
 	}
 	return map[string]func(*testscript.TestScript, bool, []string){
@@ -357,12 +362,12 @@ func (r *Runner) cmdHTTP(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		if err == nil {
 			fmt.Fprint(ts.Stdout(), out)
-			ts.Fatalf("%s answers", args[0])
+			ts.Fatalf("no answer from %s; it answered", args[0])
 		}
 		return
 	}
 	if err != nil {
-		ts.Fatalf("GET %s: %v", args[0], err)
+		ts.Fatalf("an answer from %s; got %v", args[0], err)
 	}
 	fmt.Fprint(ts.Stdout(), out)
 }

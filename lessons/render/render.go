@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -184,7 +185,7 @@ func Verdict(e *course.Exercise, res *check.Result, lang string, last bool) stri
 		if pr.Command != "" {
 			fmt.Fprintf(&b, "    - %s: `%s`\n", Msg(lang, "command"), pr.Command)
 		}
-		fmt.Fprintf(&b, "    - %s: %s\n", Msg(lang, "expected"), inline(pr.Expected))
+		fmt.Fprintf(&b, "    - %s: %s\n", Msg(lang, "expected"), Expectation(pr.Expected, lang))
 		found := pr.Found
 		if strings.TrimSpace(found) == "" {
 			fmt.Fprintf(&b, "    - %s: %s\n", Msg(lang, "found"), Msg(lang, "no-output"))
@@ -219,13 +220,35 @@ func Score(e *course.Exercise, res *check.Result) (got, max int) {
 	return got, max
 }
 
-// inline quotes a one-line message for Markdown.
-func inline(s string) string {
+// expectations translate the failure messages of testscript's and hako's
+// check commands.
+var expectations = []struct {
+	re *regexp.Regexp
+	ja string
+}{
+	{regexp.MustCompile("^no match for (`.*`) found in (stdout|stderr)$"), "$2 に $1 に一致する行があること(見つからない)"},
+	{regexp.MustCompile("^unexpected match for (`.*`) found in (stdout|stderr): (.*)$"), "$2 に $1 に一致する行がないこと(あった: $3)"},
+	{regexp.MustCompile("^the command to succeed; it exited with status (\\d+)$"), "コマンドが成功すること(終了ステータス $1 で失敗)"},
+	{regexp.MustCompile("^the command to fail; it succeeded$"), "コマンドが失敗すること(成功した)"},
+	{regexp.MustCompile("^an answer from (\\S+); got (.*)$"), "$1 が応答すること(エラー: $2)"},
+	{regexp.MustCompile("^no answer from (\\S+); it answered$"), "$1 が応答しないこと(応答があった)"},
+	{regexp.MustCompile("^the phase did not run$"), "この項目が実行されること(実行されなかった)"},
+}
+
+// Expectation is a failure message for the verdict, in lang where known.
+func Expectation(s, lang string) string {
 	s = strings.TrimSpace(strings.ReplaceAll(s, "\n", " "))
 	if s == "" {
 		return "-"
 	}
-	return "`" + strings.ReplaceAll(s, "`", "'") + "`"
+	if lang == "ja" {
+		for _, e := range expectations {
+			if e.re.MatchString(s) {
+				return e.re.ReplaceAllString(s, e.ja)
+			}
+		}
+	}
+	return s
 }
 
 // clip keeps at most n lines of s.
