@@ -207,8 +207,11 @@ func Parse(log string, phases []course.ScriptPhase) []PhaseResult {
 		}
 		switch {
 		case strings.HasPrefix(line, "> "):
-			lastCmd, inStd = strings.TrimPrefix(line, "> "), false
-			if !isAssertion(lastCmd) {
+			// The command a verdict names is the last one that ran something,
+			// not the stdout assertion that looked at its output.
+			inStd = false
+			if cmd := strings.TrimPrefix(line, "> "); !isAssertion(cmd) {
+				lastCmd = cmd
 				stdout.Reset()
 			}
 		case line == "[stdout]" || line == "[stderr]":
