@@ -39,7 +39,7 @@ const (
 )
 
 // rowNames are the rows in the order they run and print; -only takes one.
-var rowNames = []string{"hako-run", "crun-run", "runc-run", "hako-oci-run", "hako-version", "monitor-rss", "load-200m", "pull-local", "cp-100m", "commit-100m"}
+var rowNames = []string{"hako-run", "crun-run", "runc-run", "hako-oci-run", "hako-version", "monitor-rss", "load-200m", "pull-local", "cp-100m", "commit-100m", "learn-render", "learn-check"}
 
 // result is one row of the table.
 type result struct {
@@ -147,6 +147,8 @@ func run() int {
 		var rs []*result
 		if vs := b.volumeGroup(ctx, name); vs != nil {
 			rs = vs
+		} else if ls := b.learnGroup(ctx, name); ls != nil {
+			rs = ls
 		} else if _, ok := groupRows[name]; ok {
 			rs = b.measureGroup(ctx, name)
 		} else {
@@ -243,7 +245,7 @@ func computeGoals(by map[string]*result, only string) []goal {
 		}
 		goals = append(goals, g)
 	}
-	return append(append(goals, loadGoals(by, only)...), volumeGoals(by, only)...)
+	return append(append(append(goals, loadGoals(by, only)...), volumeGoals(by, only)...), learnGoals(by, only)...)
 }
 
 func metOrMissed(ok bool) string {

@@ -26,7 +26,8 @@ type Output struct {
 	Width int
 }
 
-// NewOutput inspects w: glamour only on a terminal without NO_COLOR.
+// NewOutput inspects w: glamour on a terminal (or with CLICOLOR_FORCE=1),
+// unless NO_COLOR is set; the width is the terminal's, or $COLUMNS.
 func NewOutput(w io.Writer) *Output {
 	o := &Output{W: w, Width: 80}
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -35,6 +36,11 @@ func NewOutput(w io.Writer) *Output {
 		}
 		if wd, _, err := term.GetSize(int(f.Fd())); err == nil && wd > 20 {
 			o.Width = wd
+		}
+	}
+	if os.Getenv("CLICOLOR_FORCE") == "1" {
+		if _, noColor := os.LookupEnv("NO_COLOR"); !noColor {
+			o.Color = true
 		}
 	}
 	if c, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && c > 20 {
