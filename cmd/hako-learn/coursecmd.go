@@ -31,6 +31,7 @@ func (a *app) courseCmd(args []string) int {
 		name = "built-in course"
 	}
 	c, err := course.Load(fsys)
+	err = inDir(err, dir)
 	switch args[0] {
 	case "validate":
 		if err != nil {
@@ -74,6 +75,21 @@ func (a *app) courseCmd(args []string) int {
 	}
 	fmt.Fprintf(a.stderr, "hako course: unknown command %q\n", args[0])
 	return 2
+}
+
+// inDir prefixes the files of a course's problems with its folder, so that
+// each reads as a path an editor opens at the line.
+func inDir(err error, dir string) error {
+	var ps course.Problems
+	if dir == "" || !errors.As(err, &ps) {
+		return err
+	}
+	out := make(course.Problems, len(ps))
+	for i, p := range ps {
+		p.File = filepath.Join(dir, p.File)
+		out[i] = p
+	}
+	return out
 }
 
 // courseTest proves every exercise: in a fresh state root (with the images of

@@ -189,9 +189,9 @@ func (a *app) load() error {
 	c, err := course.Load(fsys)
 	if err != nil {
 		if dir == "" {
-			dir = "built-in course"
+			return fmt.Errorf("built-in course:\n%w", err)
 		}
-		return fmt.Errorf("%s:\n%w", dir, err)
+		return inDir(err, dir)
 	}
 	a.course, a.courseIn = c, dir
 	d, err := progress.Dir()
@@ -214,6 +214,11 @@ func (a *app) current() *course.Exercise {
 	if e := a.course.Exercise(a.state.Current); e != nil {
 		return e
 	}
+	return a.firstUnfinished()
+}
+
+// firstUnfinished is where a learner resumes (the last exercise when all are done).
+func (a *app) firstUnfinished() *course.Exercise {
 	all := a.course.Exercises()
 	for _, e := range all {
 		if _, done := a.state.Done[e.Key()]; !done {
@@ -238,8 +243,13 @@ func (a *app) learn(args []string) error {
 	if len(args) == 0 {
 		md := render.ChapterList(a.course, a.lang, a.status())
 		if a.flags["resume"] != "" {
-			// `make run`: the list, then the first unfinished exercise.
-			cur := a.current()
+			// `make run`: the list, then the first unfinished exercise,
+			// which becomes the current one.
+			cur := a.firstUnfinished()
+			a.state.Current = cur.Key()
+			if err := a.save(); err != nil {
+				return err
+			}
 			md += "\n---\n\n" + render.Exercise(cur, a.lang, a.status())
 			if m := a.missingImages(cur.Chapter.Images); len(m) > 0 {
 				md += "\n> " + render.Msg(a.lang, "images-missing", "`"+strings.Join(m, "`, `")+"`") + "\n"

@@ -14,7 +14,8 @@
 //	http URL         GET with bounded retries; prints the status line, then the body
 //	waitfor running|exited|http|log ... bounded waits (see cmdWait)
 //
-// and testscript's own stdout, stderr, grep, exists, cmp, env, stop, skip.
+// and testscript's own stdout, stderr, grep, exists, cmp, env, stop, skip;
+// conditions [image:REF], [container:NAME] and [running:NAME] look at the state.
 // Setup and solution scripts (Mode Act) may use every docker verb.
 package check
 
@@ -138,7 +139,8 @@ func (r *Runner) Script(ctx context.Context, name, script string, mode Mode) (st
 			}
 			return nil
 		},
-		Cmds: r.commands(mode),
+		Cmds:      r.commands(mode),
+		Condition: r.condition,
 	})
 	if t.failed {
 		return t.log.String(), fmt.Errorf("%s failed", name)
@@ -318,6 +320,34 @@ func (r *Runner) commands(mode Mode) map[string]func(*testscript.TestScript, boo
 		"http":    r.cmdHTTP,
 		"waitfor": r.cmdWait,
 	}
+}
+
+// condition answers a script's [image:REF], [container:NAME] and
+// [running:NAME]: whether the learner's state has that image, that container,
+// that container running.
+func (r *Runner) condition(cond string) (bool, error) {
+	kind, arg, ok := strings.Cut(cond, ":")
+	if !ok || arg == "" {
+		return false, fmt.Errorf("unknown condition %q (image:REF, container:NAME, running:NAME)", cond)
+	}
+	hako := func(a ...string) (string, error) {
+		cmd := exec.Command(r.Hako, a...)
+		cmd.Env = append(os.Environ(), "HAKO_ROOT="+r.Root)
+		out, err := cmd.Output()
+		return strings.TrimSpace(string(out)), err
+	}
+	switch kind {
+	case "image":
+		_, err := hako("image", "inspect", arg)
+		return err == nil, nil
+	case "container":
+		_, err := hako("inspect", "--type", "container", arg)
+		return err == nil, nil
+	case "running":
+		s, err := hako("inspect", "-f", "{{.State.Status}}", arg)
+		return err == nil && s == "running", nil
+	}
+	return false, fmt.Errorf("unknown condition %q (image:REF, container:NAME, running:NAME)", cond)
 }
 
 // get fetches url once.
