@@ -39,7 +39,7 @@ const (
 )
 
 // rowNames are the rows in the order they run and print; -only takes one.
-var rowNames = []string{"hako-run", "crun-run", "runc-run", "hako-oci-run", "hako-version", "monitor-rss", "load-200m", "pull-local", "cp-100m", "commit-100m", "net-start", "publish-wrk"}
+var rowNames = []string{"hako-run", "crun-run", "runc-run", "hako-oci-run", "hako-version", "monitor-rss", "load-200m", "pull-local", "cp-100m", "commit-100m", "net-start", "publish-wrk", "learn-render", "learn-check"}
 
 // result is one row of the table.
 type result struct {
@@ -152,6 +152,8 @@ func run() int {
 			rs = vs
 		} else if ns := b.networkGroup(ctx, name); ns != nil {
 			rs = ns
+		} else if ls := b.learnGroup(ctx, name); ls != nil {
+			rs = ls
 		} else if _, ok := groupRows[name]; ok {
 			rs = b.measureGroup(ctx, name)
 		} else {
@@ -248,7 +250,8 @@ func computeGoals(by map[string]*result, only string) []goal {
 		}
 		goals = append(goals, g)
 	}
-	return append(append(append(goals, loadGoals(by, only)...), volumeGoals(by, only)...), networkGoals(by, only)...)
+	goals = append(append(goals, loadGoals(by, only)...), volumeGoals(by, only)...)
+	return append(append(goals, networkGoals(by, only)...), learnGoals(by, only)...)
 }
 
 func metOrMissed(ok bool) string {

@@ -124,6 +124,7 @@ func (c *cli) rootCmd() *cobra.Command {
 	img.AddCommand(ls, rm, c.tagCmd(), c.loadCmd(), c.importCmd(), c.inspectCmd("image"))
 	img.AddCommand(c.saveCmd(), c.historyCmd(), c.imagePruneCmd(), c.pullCmd(), c.pushCmd())
 	root.AddCommand(ctr, img)
+	root.AddCommand(c.learnCmds()...)
 	return root
 }
 

@@ -167,6 +167,19 @@ func WriteBusybox(w io.Writer, ref string) error {
 // WriteArchive writes a docker-archive of an image made of the given
 // uncompressed layer tars, base first, with cmd and env in its config.
 func WriteArchive(w io.Writer, ref string, layers [][]byte, cmd, env []string) error {
+	return writeArchive(w, ref, layers, imageConfig{Cmd: cmd, Env: env})
+}
+
+// imageConfig is the part of an image's config the fixtures set.
+type imageConfig struct {
+	Env          []string            `json:"Env"`
+	Cmd          []string            `json:"Cmd"`
+	WorkingDir   string              `json:"WorkingDir,omitempty"`
+	ExposedPorts map[string]struct{} `json:"ExposedPorts,omitempty"`
+	StopSignal   string              `json:"StopSignal,omitempty"`
+}
+
+func writeArchive(w io.Writer, ref string, layers [][]byte, ic imageConfig) error {
 	var tags []string
 	if ref != "" {
 		named, err := reference.ParseNormalizedNamed(ref)
@@ -180,20 +193,17 @@ func WriteArchive(w io.Writer, ref string, layers [][]byte, cmd, env []string) e
 		CreatedBy string    `json:"created_by"`
 	}
 	config := struct {
-		Architecture string    `json:"architecture"`
-		OS           string    `json:"os"`
-		Created      time.Time `json:"created"`
-		Config       struct {
-			Env []string `json:"Env"`
-			Cmd []string `json:"Cmd"`
-		} `json:"config"`
-		RootFS struct {
+		Architecture string      `json:"architecture"`
+		OS           string      `json:"os"`
+		Created      time.Time   `json:"created"`
+		Config       imageConfig `json:"config"`
+		RootFS       struct {
 			Type    string   `json:"type"`
 			DiffIDs []string `json:"diff_ids"`
 		} `json:"rootfs"`
 		History []history `json:"history"`
 	}{Architecture: runtime.GOARCH, OS: "linux", Created: Epoch}
-	config.Config.Env, config.Config.Cmd = env, cmd
+	config.Config = ic
 	config.RootFS.Type = "layers"
 	var layerNames []string
 	for i, l := range layers {
