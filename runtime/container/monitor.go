@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"hako.dev/hako/runtime/cgroup"
-	"hako.dev/hako/runtime/network"
 	"hako.dev/hako/runtime/oci"
 	"hako.dev/hako/runtime/state"
 	"hako.dev/hako/runtime/volume"
@@ -370,21 +369,14 @@ func (m *monitor) once(c *Container, report func(syncMsg)) (int, error) {
 	netw.adjustSpec(c, cfg.Spec)
 	opts := cgroupOptions(cg)
 	if netw.setup != nil {
-		opts.Prepare = netw.setup.Plumb
+		// Before the command runs: its interfaces, its ports, and the DNS
+		// server it may ask at once.
+		opts.Prepare = netw.plumb
 	}
 	p, err := oci.Start(cfg, stdio, opts)
 	if err != nil {
 		m.setStdin(nil, nil)
 		return -1, err
-	}
-	if netw.setup != nil && netw.setup.UsesDNS() {
-		netw.dns, err = network.StartDNS(p.Pid, netw.setup.Resolver(), network.HostUpstreams(network.HostResolvConf()))
-		if err != nil {
-			unix.Kill(p.Pid, unix.SIGKILL)
-			p.Wait()
-			m.setStdin(nil, nil)
-			return -1, fmt.Errorf("embedded DNS server: %w", err)
-		}
 	}
 	pub.serve(netw.dialer(p.Pid))
 	// The child has its copies now.

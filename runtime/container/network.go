@@ -1,6 +1,7 @@
 package container
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -205,6 +206,22 @@ func (ns *netStart) adjustSpec(c *Container, spec *specs.Spec) {
 	if c.HostConfig.NetworkMode == network.Host {
 		spec.Hostname = ""
 	}
+}
+
+// plumb gives the new namespace of process pid its interfaces and published
+// ports, and starts the embedded DNS server on user-defined networks.
+func (ns *netStart) plumb(pid int) error {
+	if err := ns.setup.Plumb(pid); err != nil {
+		return err
+	}
+	if ns.setup.UsesDNS() {
+		dns, err := network.StartDNS(pid, ns.setup.Resolver(), network.HostUpstreams(network.HostResolvConf()))
+		if err != nil {
+			return fmt.Errorf("embedded DNS server: %w", err)
+		}
+		ns.dns = dns
+	}
+	return nil
 }
 
 // releaseNet gives back the last start's network, once its exit is told:

@@ -176,6 +176,11 @@ func plumbNS(n *Network, ep *Endpoint, ns netns.NsHandle, route bool) error {
 	if err != nil {
 		return fmt.Errorf("container's %s: %w", ep.Iface, err)
 	}
+	// The init brings lo up too, maybe later: the embedded DNS server binds
+	// 127.0.0.11 there before the command runs.
+	if lo, err := h.LinkByName("lo"); err == nil {
+		h.LinkSetUp(lo)
+	}
 	ip, _ := netip.ParseAddr(ep.IPAddress)
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(ep.PrefixLen, 32)}}
 	if err := h.AddrAdd(l, addr); err != nil {
