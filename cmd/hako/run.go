@@ -412,6 +412,7 @@ func (c *cli) createCmd() *cobra.Command {
 				return &exitError{code: 125, msg: err.Error()}
 			}
 			o.PullProgress = c.err
+			warnHostPorts(c, o)
 			ctr, err := eng.Create(cmd.Context(), o)
 			if err != nil {
 				return c.runError("create", err)
@@ -446,6 +447,7 @@ func (c *cli) runCmd() *cobra.Command {
 			}
 			ctx := cmd.Context()
 			o.PullProgress = c.err
+			warnHostPorts(c, o)
 			ctr, err := eng.Create(ctx, o)
 			if err != nil {
 				return c.runError("run", err)
@@ -558,4 +560,12 @@ func (c *cli) attachAndStart(ctx context.Context, eng *engine.Engine, ctr *conta
 func isTerminal(r any) bool {
 	f, ok := r.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// warnHostPorts says, as Docker does, that -p means nothing with the host's
+// network.
+func warnHostPorts(c *cli, o engine.CreateOptions) {
+	if o.HostConfig.NetworkMode == "host" && (len(o.HostConfig.PortBindings) > 0 || o.HostConfig.PublishAllPorts) {
+		fmt.Fprintln(c.err, "WARNING: Published ports are discarded when using host network mode")
+	}
 }
