@@ -183,9 +183,7 @@ func (c *cli) imagePruneCmd() *cobra.Command {
 				if all {
 					warning = "WARNING! This will remove all images without at least one container associated to them."
 				}
-				fmt.Fprint(c.out, warning+"\nAre you sure you want to continue? [y/N] ")
-				answer, _ := bufio.NewReader(c.in).ReadString('\n')
-				if a := strings.TrimSpace(answer); a != "y" && a != "Y" {
+				if !c.confirm(warning) {
 					return nil
 				}
 			}
@@ -230,4 +228,12 @@ func (c *cli) imagePruneCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "Do not prompt for confirmation")
 	cmd.Flags().StringArrayVar(&filters, "filter", nil, "Provide filter values (not supported by hako yet)")
 	return cmd
+}
+
+// confirm asks Docker's question after a prune's warning; only y or yes go on.
+func (c *cli) confirm(warning string) bool {
+	fmt.Fprint(c.out, warning+"\nAre you sure you want to continue? [y/N] ")
+	answer, _ := bufio.NewReader(c.in).ReadString('\n')
+	a := strings.ToLower(strings.TrimSpace(answer))
+	return a == "y" || a == "yes"
 }

@@ -212,10 +212,7 @@ func (c *cli) networkCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !force {
-				fmt.Fprint(c.out, "WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] ")
-				var answer string
-				fmt.Fscanln(c.in, &answer)
-				if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+				if !c.confirm("WARNING! This will remove all custom networks not used by at least one container.") {
 					return nil
 				}
 			}

@@ -181,10 +181,7 @@ func (c *cli) volumeCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !force {
-				fmt.Fprint(c.out, "WARNING! This will remove anonymous local volumes not used by at least one container.\nAre you sure you want to continue? [y/N] ")
-				var answer string
-				fmt.Fscanln(c.in, &answer)
-				if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+				if !c.confirm("WARNING! This will remove anonymous local volumes not used by at least one container.") {
 					return nil
 				}
 			}

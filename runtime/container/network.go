@@ -294,32 +294,43 @@ func (ns *netStart) dialer(pid int) func(port string) (net.Conn, error) {
 	return func(port string) (net.Conn, error) { return dialInNetns(pid, "127.0.0.1:"+port) }
 }
 
+// lockWithNetwork finds a container and a network, and returns the
+// container's record read again under its lock (the caller unlocks).
+func (s *Store) lockWithNetwork(ref, netRef string) (*Container, *network.Store, *network.Network, func(), error) {
+	c, err := s.Find(ref)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	nets, err := network.NewStore(s.root)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	n, err := nets.Find(netRef)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	unlock, err := s.LockContainer(c.ID)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if c, err = s.Load(c.ID); err != nil {
+		unlock()
+		return nil, nil, nil, nil, err
+	}
+	return c, nets, n, unlock, nil
+}
+
 // Connect attaches a container to a network (`network connect`): at once if
 // it runs, at its next start otherwise.
 func (s *Store) Connect(ref, netRef string, aliases []string) error {
-	c, err := s.Find(ref)
-	if err != nil {
-		return err
-	}
-	unlock, err := s.LockContainer(c.ID)
+	c, nets, n, unlock, err := s.lockWithNetwork(ref, netRef)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if c, err = s.Load(c.ID); err != nil {
-		return err
-	}
 	mode := c.HostConfig.NetworkMode
 	if mode == network.Host || mode == network.None || c.ContainerNetwork() != "" {
 		return errdefs.Errorf(errdefs.ErrInvalid, "container sharing network namespace with another container or host cannot be connected to any other network")
-	}
-	nets, err := network.NewStore(s.root)
-	if err != nil {
-		return err
-	}
-	n, err := nets.Find(netRef)
-	if err != nil {
-		return err
 	}
 	if n.Driver != "bridge" {
 		return errdefs.Errorf(errdefs.ErrInvalid, "container cannot be disconnected from host network or connected to host network")
@@ -347,26 +358,11 @@ func (s *Store) Connect(ref, netRef string, aliases []string) error {
 
 // Disconnect detaches a container from a network (`network disconnect`).
 func (s *Store) Disconnect(ref, netRef string, force bool) error {
-	c, err := s.Find(ref)
-	if err != nil {
-		return err
-	}
-	unlock, err := s.LockContainer(c.ID)
+	c, nets, n, unlock, err := s.lockWithNetwork(ref, netRef)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if c, err = s.Load(c.ID); err != nil {
-		return err
-	}
-	nets, err := network.NewStore(s.root)
-	if err != nil {
-		return err
-	}
-	n, err := nets.Find(netRef)
-	if err != nil {
-		return err
-	}
 	if _, ok := c.Networks[n.Name]; !ok {
 		return errdefs.Errorf(errdefs.ErrConflict, "container %s is not connected to network %s", c.Name, n.Name)
 	}
