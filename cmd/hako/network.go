@@ -152,7 +152,7 @@ func (c *cli) networkCmd() *cobra.Command {
 			if err != nil {
 				return fail1(err)
 			}
-			var found []networkJSON
+			var found []any
 			var m multiErr
 			for _, a := range args {
 				n, err := eng.Networks.Find(a)
@@ -162,18 +162,8 @@ func (c *cli) networkCmd() *cobra.Command {
 				}
 				found = append(found, inspectNetwork(eng, n))
 			}
-			if inspectFormat != "" {
-				for _, n := range found {
-					if err := renderOne(c.out, inspectFormat, n); err != nil {
-						return &exitError{code: 1, msg: err.Error()}
-					}
-				}
-			} else {
-				if found == nil {
-					found = []networkJSON{}
-				}
-				b, _ := json.MarshalIndent(found, "", "    ")
-				fmt.Fprintln(c.out, string(b))
+			if err := c.printInspected(inspectFormat, found); err != nil {
+				return err
 			}
 			return m.result()
 		},
@@ -302,4 +292,23 @@ func matchNetworkFilters(n *network.Network, filters []string) bool {
 		}
 	}
 	return true
+}
+
+// printInspected prints what an `inspect` found: each through the --format
+// template, or all as Docker's indented JSON array.
+func (c *cli) printInspected(format string, found []any) error {
+	if format != "" {
+		for _, v := range found {
+			if err := renderOne(c.out, format, v); err != nil {
+				return &exitError{code: 1, msg: err.Error()}
+			}
+		}
+		return nil
+	}
+	if found == nil {
+		found = []any{}
+	}
+	b, _ := json.MarshalIndent(found, "", "    ")
+	fmt.Fprintln(c.out, string(b))
+	return nil
 }

@@ -6,15 +6,12 @@ import (
 
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strings"
 
 	units "github.com/docker/go-units"
 
 	"github.com/spf13/cobra"
-
-	"hako.dev/hako/runtime/volume"
 )
 
 var volumeHeaders = map[string]string{"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT", "Labels": "LABELS", "Scope": "SCOPE"}
@@ -123,7 +120,7 @@ func (c *cli) volumeCmd() *cobra.Command {
 			if err != nil {
 				return fail1(err)
 			}
-			var found []*volume.Volume
+			var found []any
 			var m multiErr
 			for _, a := range args {
 				v, err := eng.Volumes.Get(a)
@@ -133,18 +130,8 @@ func (c *cli) volumeCmd() *cobra.Command {
 				}
 				found = append(found, v)
 			}
-			if inspectFormat != "" {
-				for _, v := range found {
-					if err := renderOne(c.out, inspectFormat, v); err != nil {
-						return &exitError{code: 1, msg: err.Error()}
-					}
-				}
-			} else {
-				if found == nil {
-					found = []*volume.Volume{}
-				}
-				b, _ := json.MarshalIndent(found, "", "    ")
-				fmt.Fprintln(c.out, string(b))
+			if err := c.printInspected(inspectFormat, found); err != nil {
+				return err
 			}
 			return m.result()
 		},
