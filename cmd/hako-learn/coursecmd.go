@@ -172,17 +172,12 @@ func (a *app) proveExercise(e *course.Exercise, root string) error {
 	return nil
 }
 
-// cleanRoot removes every container of a state root (killing what runs).
+// cleanRoot removes every container of a state root (killing what runs) and
+// gives back its networks' bridges and rules, before the root is deleted.
 func cleanRoot(hako, root string) {
-	env := append(os.Environ(), "HAKO_ROOT="+root)
-	cmd := exec.Command(hako, "ps", "-aq")
-	cmd.Env = env
-	out, _ := cmd.Output()
-	if ids := strings.Fields(string(out)); len(ids) > 0 {
-		rm := exec.Command(hako, append([]string{"rm", "-f", "-v"}, ids...)...)
-		rm.Env = env
-		rm.Run()
-	}
+	cmd := exec.Command(hako, "system", "reset", "-f")
+	cmd.Env = append(os.Environ(), "HAKO_ROOT="+root)
+	cmd.Run()
 }
 
 func freePort() (string, error) {

@@ -105,7 +105,7 @@ func (c *cli) rootCmd() *cobra.Command {
 	root.AddCommand(c.inspectCmd(""))
 	root.AddCommand(c.imagesCmd(), c.rmiCmd(), c.tagCmd(), c.loadCmd(), c.importCmd(), c.versionCmd(), c.ociCmd())
 	root.AddCommand(c.saveCmd(), c.historyCmd(), c.pullCmd(), c.pushCmd())
-	root.AddCommand(c.loginCmd(), c.logoutCmd(), c.exportCmd(), c.searchCmd(), c.registryCmd(), c.volumeCmd(), c.networkCmd())
+	root.AddCommand(c.loginCmd(), c.logoutCmd(), c.exportCmd(), c.searchCmd(), c.registryCmd(), c.volumeCmd(), c.networkCmd(), c.systemCmd())
 
 	ctr := &cobra.Command{Use: "container", Short: "Manage containers"}
 	for _, sub := range containerCmds() {

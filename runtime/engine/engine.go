@@ -526,3 +526,26 @@ func (e *Engine) ReleaseStaleNetworks() error {
 	}
 	return nil
 }
+
+// Reset gives back everything this state root holds on the host: its
+// containers are killed and removed (with their anonymous volumes), and its
+// networks' bridges, veth pairs and nftables rules are deleted. Images,
+// named volumes and the networks' definitions stay; a bridge comes back with
+// the next container on it. A root about to be deleted (a test's, a course
+// check's) is reset first, or its bridge would stay on the host.
+func (e *Engine) Reset(ctx context.Context) error {
+	cs, err := e.Containers.List()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range cs {
+		if err := e.RemoveContainer(ctx, c, true, true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := e.Networks.Teardown(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

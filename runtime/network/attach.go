@@ -167,41 +167,6 @@ func (s *Store) Release(ctrID string, pid int) error {
 			errs = append(errs, err)
 		}
 	}
-	if len(leases) > 0 && s.root.Dir != state.DefaultRoot {
-		if err := s.dropIdleBridges(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// dropIdleBridges removes the bridges (and rules) of networks nobody is
-// attached to. Only for state roots other than the default one: a test's or a
-// course check's root is often deleted as a whole, and must not leave a bridge
-// on the host, while the default root keeps its bridges as Docker keeps
-// docker0.
-func (s *Store) dropIdleBridges() error {
-	unlock, err := s.Lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	all, err := s.list()
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, n := range all {
-		if n.Driver != "bridge" {
-			continue
-		}
-		if eps, _ := s.Endpoints(n.ID); len(eps) > 0 {
-			continue
-		}
-		if err := removeBridge(n); err != nil {
-			errs = append(errs, err)
-		}
-	}
 	return errors.Join(errs...)
 }
 
