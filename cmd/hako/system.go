@@ -33,4 +33,3 @@ func (c *cli) systemCmd() *cobra.Command {
 	cmd.AddCommand(reset)
 	return cmd
 }
-
