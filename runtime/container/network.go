@@ -76,14 +76,17 @@ func (m *monitor) prepareNetwork(c *Container, ports map[string][]PortBinding) (
 	ns := &netStart{}
 	dir := m.store.Dir(c.ID)
 	embedded := false
-	hostname := c.Config.Hostname
 	switch {
 	case c.HostConfig.NetworkMode == network.Host:
+		// The host's names: its /etc/hosts, and its hostname (the UTS
+		// namespace is shared too).
 		if err := copyHostFile("/etc/hosts", filepath.Join(dir, "hosts")); err != nil {
 			return nil, err
 		}
 		h, _ := os.Hostname()
-		hostname = h
+		if err := writeInPlace(filepath.Join(dir, "hostname"), []byte(h+"\n")); err != nil {
+			return nil, err
+		}
 	case c.ContainerNetwork() != "":
 		other, err := m.store.Find(c.ContainerNetwork())
 		if err != nil {
@@ -125,7 +128,7 @@ func (m *monitor) prepareNetwork(c *Container, ports map[string][]PortBinding) (
 		}
 	}
 	if c.HostConfig.NetworkMode != network.Host {
-		if err := writeInPlace(filepath.Join(dir, "hosts"), network.Hosts(hostname, ns.ips)); err != nil {
+		if err := writeInPlace(filepath.Join(dir, "hosts"), network.Hosts(c.Config.Hostname, ns.ips)); err != nil {
 			return nil, err
 		}
 	}
