@@ -45,6 +45,9 @@ func writeSysctl(path, value string) error {
 func ensureBridge(n *Network, repick func(*Network) error) error {
 	name := n.Iface()
 	if l, err := netlink.LinkByName(name); err == nil {
+		if l.Type() != "bridge" {
+			return errdefs.Errorf(errdefs.ErrConflict, "network %s: %s exists on the host and is not a bridge", n.Name, name)
+		}
 		if l.Attrs().OperState == netlink.OperUp || l.Attrs().Flags&net.FlagUp != 0 {
 			return nil
 		}
@@ -114,7 +117,7 @@ func removeBridge(n *Network) error {
 	if err := deleteRules("net:" + n.ID); err != nil {
 		return err
 	}
-	if l, err := netlink.LinkByName(n.Iface()); err == nil {
+	if l, err := netlink.LinkByName(n.Iface()); err == nil && l.Type() == "bridge" {
 		if err := netlink.LinkDel(l); err != nil {
 			return fmt.Errorf("delete bridge %s: %w", n.Iface(), err)
 		}
@@ -219,4 +222,9 @@ func unplumb(ep *Endpoint, pid int) {
 			netlink.LinkDel(l)
 		}
 	}
+}
+
+func linkExists(name string) bool {
+	_, err := netlink.LinkByName(name)
+	return err == nil
 }

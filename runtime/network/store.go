@@ -425,6 +425,10 @@ func (s *Store) Create(name string, opt CreateOptions) (*Network, error) {
 	if len(opts[optBridgeName]) > 15 {
 		return nil, errdefs.Errorf(errdefs.ErrInvalid, "bridge name %q is longer than 15 characters", opts[optBridgeName])
 	}
+	// hako deletes the bridge with the network: never one it did not make.
+	if linkExists(opts[optBridgeName]) {
+		return nil, errdefs.Errorf(errdefs.ErrConflict, "bridge name %q: an interface of that name exists on the host", opts[optBridgeName])
+	}
 	labels := opt.Labels
 	if labels == nil {
 		labels = map[string]string{}
