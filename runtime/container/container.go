@@ -228,13 +228,23 @@ func (s *Store) Create(c *Container) error {
 		os.RemoveAll(tmp)
 		return err
 	}
-	if err := state.WriteJSON(filepath.Join(tmp, "container.json"), c); err != nil {
+	// A --rm container lives no longer than its processes, which a power
+	// loss ends: its record need not reach the disk (it is still replaced
+	// atomically, never torn). Any other new container is made durable.
+	write := state.WriteJSON
+	if c.HostConfig.AutoRemove {
+		write = state.WriteVolatileJSON
+	}
+	if err := write(filepath.Join(tmp, "container.json"), c); err != nil {
 		os.RemoveAll(tmp)
 		return err
 	}
 	if err := os.Rename(tmp, s.Dir(c.ID)); err != nil {
 		os.RemoveAll(tmp)
 		return err
+	}
+	if c.HostConfig.AutoRemove {
+		return nil
 	}
 	return state.SyncDir(s.dir)
 }
