@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -142,58 +141,18 @@ func (c *cli) networkCmd() *cobra.Command {
 	ls.Flags().StringVar(&format, "format", "", "Format output using a custom template")
 	ls.Flags().StringArrayVarP(&filters, "filter", "f", nil, "Provide filter values (e.g. 'driver=bridge')")
 
-	var inspectFormat string
-	inspect := &cobra.Command{
-		Use:   "inspect [OPTIONS] NETWORK [NETWORK...]",
-		Short: "Display detailed information on one or more networks",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			eng, err := c.engine()
-			if err != nil {
-				return fail1(err)
-			}
-			var found []any
-			var m multiErr
-			for _, a := range args {
-				n, err := eng.Networks.Find(a)
-				if err != nil {
-					m.errs = append(m.errs, "Error: No such network: "+a)
-					continue
-				}
-				found = append(found, inspectNetwork(eng, n))
-			}
-			if err := c.printInspected(inspectFormat, found); err != nil {
-				return err
-			}
-			return m.result()
-		},
-	}
-	inspect.Flags().StringVarP(&inspectFormat, "format", "f", "", "Format output using a custom template")
-
-	rm := &cobra.Command{
-		Use:     "rm NETWORK [NETWORK...]",
-		Aliases: []string{"remove"},
-		Short:   "Remove one or more networks",
-		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			eng, err := c.engine()
-			if err != nil {
-				return fail1(err)
-			}
-			var m multiErr
-			for _, a := range args {
-				// Refused while a container is attached: running (a lease)
-				// or stopped (it would not start again).
-				if err := eng.Networks.Remove(a, eng.Containers.NetworkUsers); err != nil {
-					m.add(err)
-					continue
-				}
-				fmt.Fprintln(c.out, a)
-			}
-			return m.result()
-		},
-	}
-	rm.Flags().BoolP("force", "f", false, "Do not error if the network does not exist")
+	inspect := c.inspectEachCmd("network", "NETWORK", "networks", func(eng *engine.Engine, ref string) (any, error) {
+		n, err := eng.Networks.Find(ref)
+		if err != nil {
+			return nil, err
+		}
+		return inspectNetwork(eng, n), nil
+	})
+	// Refused while a container is attached: running (a lease) or stopped
+	// (it would not start again).
+	rm := c.removeEachCmd("NETWORK", "networks", "Do not error if the network does not exist", func(eng *engine.Engine, ref string) error {
+		return eng.Networks.Remove(ref, eng.Containers.NetworkUsers)
+	})
 
 	var force bool
 	prune := &cobra.Command{
@@ -292,23 +251,4 @@ func matchNetworkFilters(n *network.Network, filters []string) bool {
 		}
 	}
 	return true
-}
-
-// printInspected prints what an `inspect` found: each through the --format
-// template, or all as Docker's indented JSON array.
-func (c *cli) printInspected(format string, found []any) error {
-	if format != "" {
-		for _, v := range found {
-			if err := renderOne(c.out, format, v); err != nil {
-				return &exitError{code: 1, msg: err.Error()}
-			}
-		}
-		return nil
-	}
-	if found == nil {
-		found = []any{}
-	}
-	b, _ := json.MarshalIndent(found, "", "    ")
-	fmt.Fprintln(c.out, string(b))
-	return nil
 }

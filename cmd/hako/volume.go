@@ -12,6 +12,8 @@ import (
 	units "github.com/docker/go-units"
 
 	"github.com/spf13/cobra"
+
+	"hako.dev/hako/runtime/engine"
 )
 
 var volumeHeaders = map[string]string{"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT", "Labels": "LABELS", "Scope": "SCOPE"}
@@ -110,56 +112,12 @@ func (c *cli) volumeCmd() *cobra.Command {
 	ls.Flags().StringVar(&format, "format", "", "Format output using a custom template")
 	ls.Flags().StringArrayVarP(&filters, "filter", "f", nil, "Provide filter values (e.g. 'dangling=true')")
 
-	var inspectFormat string
-	inspect := &cobra.Command{
-		Use:   "inspect [OPTIONS] VOLUME [VOLUME...]",
-		Short: "Display detailed information on one or more volumes",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			eng, err := c.engine()
-			if err != nil {
-				return fail1(err)
-			}
-			var found []any
-			var m multiErr
-			for _, a := range args {
-				v, err := eng.Volumes.Get(a)
-				if err != nil {
-					m.errs = append(m.errs, "Error: No such volume: "+a)
-					continue
-				}
-				found = append(found, v)
-			}
-			if err := c.printInspected(inspectFormat, found); err != nil {
-				return err
-			}
-			return m.result()
-		},
-	}
-	inspect.Flags().StringVarP(&inspectFormat, "format", "f", "", "Format output using a custom template")
-
-	rm := &cobra.Command{
-		Use:     "rm [OPTIONS] VOLUME [VOLUME...]",
-		Aliases: []string{"remove"},
-		Short:   "Remove one or more volumes",
-		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			eng, err := c.engine()
-			if err != nil {
-				return fail1(err)
-			}
-			var m multiErr
-			for _, a := range args {
-				if err := eng.RemoveVolume(a); err != nil {
-					m.add(err)
-					continue
-				}
-				fmt.Fprintln(c.out, a)
-			}
-			return m.result()
-		},
-	}
-	rm.Flags().BoolP("force", "f", false, "Force the removal of one or more volumes")
+	inspect := c.inspectEachCmd("volume", "VOLUME", "volumes", func(eng *engine.Engine, ref string) (any, error) {
+		return eng.Volumes.Get(ref)
+	})
+	rm := c.removeEachCmd("VOLUME", "volumes", "Force the removal of one or more volumes", func(eng *engine.Engine, ref string) error {
+		return eng.RemoveVolume(ref)
+	})
 
 	var force, all bool
 	prune := &cobra.Command{
