@@ -1,14 +1,10 @@
 package main
 
 import (
-	"archive/tar"
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 
@@ -113,49 +109,5 @@ func extractHost(r io.Reader, dst string) error {
 		return err
 	}
 	defer root.Close()
-	tr := tar.NewReader(r)
-	buf := make([]byte, 256<<10)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		name := path.Clean(hdr.Name)
-		if rename != "" {
-			_, rest, _ := strings.Cut(name, "/")
-			name = path.Join(rename, rest)
-		}
-		mode := fs.FileMode(hdr.Mode).Perm()
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := root.MkdirAll(name, mode|0o700); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-			if errors.Is(err, fs.ErrExist) {
-				// replace what is there (never write through it: it may be a link)
-				root.Remove(name)
-				f, err = root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-			}
-			if err != nil {
-				return err
-			}
-			_, err = io.CopyBuffer(f, tr, buf)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			root.Remove(name)
-			if err := root.Symlink(hdr.Linkname, name); err != nil {
-				return err
-			}
-		}
-	}
+	return container.ExtractTar(root, r, ".", rename, false, "copy to "+dst)
 }

@@ -168,18 +168,28 @@ func extractInto(root *os.Root, r io.Reader, dst string, mustBeDir bool, cname s
 		}
 		rename = dir
 	}
+	return ExtractTar(root, r, dir, rename, true, "copy to "+cname+":"+dst)
+}
+
+// ExtractTar writes the entries of the tar r under dir in root (every write
+// through root, so neither the archive nor what it finds there can send a
+// file outside it). With rename, the archive's top entry takes that name
+// instead. Regular files and links replace what is there; with chown the
+// entries keep the archive's owners. what names the copy in errors.
+func ExtractTar(root *os.Root, r io.Reader, dir, rename string, chown bool, what string) error {
 	tr := tar.NewReader(r)
+	buf := make([]byte, 256<<10)
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("copy to %s:%s: %w", cname, dst, err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		name := path.Clean(hdr.Name)
 		if name == ".." || strings.HasPrefix(name, "../") || path.IsAbs(name) {
-			return errdefs.Errorf(errdefs.ErrInvalid, "copy to %s: entry %q leaves its directory", cname, hdr.Name)
+			return errdefs.Errorf(errdefs.ErrInvalid, "%s: entry %q leaves its directory", what, hdr.Name)
 		}
 		target := path.Join(dir, name)
 		if rename != "" {
@@ -196,12 +206,13 @@ func extractInto(root *os.Root, r io.Reader, dst string, mustBeDir bool, cname s
 			if err := root.MkdirAll(path.Dir(target), 0o755); err != nil {
 				return err
 			}
+			// Replace what is there, never write through it: it may be a link.
 			root.Remove(target)
 			f, err := root.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 			if err != nil {
 				return err
 			}
-			_, err = io.Copy(f, tr)
+			_, err = io.CopyBuffer(f, tr, buf)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
@@ -216,7 +227,9 @@ func extractInto(root *os.Root, r io.Reader, dst string, mustBeDir bool, cname s
 		default:
 			continue
 		}
-		root.Lchown(target, hdr.Uid, hdr.Gid)
+		if chown {
+			root.Lchown(target, hdr.Uid, hdr.Gid)
+		}
 	}
 }
 
