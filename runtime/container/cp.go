@@ -203,12 +203,18 @@ func ExtractTar(root *os.Root, r io.Reader, dir, rename string, chown bool, what
 				return err
 			}
 		case tar.TypeReg:
-			if err := root.MkdirAll(path.Dir(target), 0o755); err != nil {
-				return err
-			}
-			// Replace what is there, never write through it: it may be a link.
-			root.Remove(target)
+			// Replace what is there, never write through it: it may be a
+			// link. A parent the archive did not list is made on demand.
 			f, err := root.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+			if errors.Is(err, fs.ErrExist) {
+				root.Remove(target)
+				f, err = root.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+			} else if errors.Is(err, fs.ErrNotExist) {
+				if err := root.MkdirAll(path.Dir(target), 0o755); err != nil {
+					return err
+				}
+				f, err = root.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+			}
 			if err != nil {
 				return err
 			}
